@@ -1,0 +1,84 @@
+"""Every check a contributor or CI runs: ``nox`` runs lint, typecheck, tests, wheels and airflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PACKAGES = sorted(p.parent for p in (ROOT / "packages").glob("*/pyproject.toml"))
+PYPROJECT = nox.project.load_toml(str(ROOT / "pyproject.toml"))
+AIRFLOW = ["apache-airflow-core==3.3.2", "apache-airflow-task-sdk==1.3.2"]
+
+nox.options.sessions = ["lint", "typecheck", "tests", "wheels", "airflow"]
+nox.options.error_on_missing_interpreters = True
+
+
+def _editable_packages(extras: str = "test") -> list[str]:
+    """``-e packages/x[extras]`` for every distribution in the repository (core first)."""
+    ordered = sorted(PACKAGES, key=lambda p: p.name != "core")
+    return [arg for p in ordered for arg in ("-e", f"{p}[{extras}]")]
+
+
+def _group(name: str) -> list[str]:
+    return list(nox.project.dependency_groups(PYPROJECT, name))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install(*_group("lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on every package's src/."""
+    session.install(*_group("typecheck"), *_editable_packages("test,postgres,mysql"))
+    session.run("mypy", *[str(p / "src") for p in PACKAGES])
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite against real servers (Redis, PostgreSQL, MariaDB, moto, GCS emulator)."""
+    session.install("-U", "pip")
+    session.install(*_group("dev"), *_editable_packages("test,postgres,mysql"))
+    session.run("pytest", *(session.posargs or ["tests", "-m", "not airflow"]))
+
+
+@nox.session
+def wheels(session: nox.Session) -> None:
+    """Build every wheel, install them non-editable in a fresh venv and import every module."""
+    session.install("build")
+    dist = Path(session.create_tmp()) / "dist"
+    for package in PACKAGES:
+        session.run("python", "-m", "build", "--wheel", "--outdir", str(dist), str(package), silent=True)
+    session.run("python", str(ROOT / "tests" / "wheelcheck.py"), str(dist))
+    session.install(*sorted(str(w) for w in dist.glob("*.whl")))
+    session.chdir(session.create_tmp())
+    session.run("python", str(ROOT / "tests" / "wheelcheck.py"), "--import-all")
+    session.run("state-store", "backends")
+
+
+@nox.session
+def airflow(session: nox.Session) -> None:
+    """Statestore backends inside the real Airflow 3.3.2 (server resolver, worker loader, scopes)."""
+    session.install("-U", "pip")
+    session.install(*_group("dev"), *_editable_packages("test"), *AIRFLOW)
+    session.run("pytest", "tests/airflow", "-m", "airflow", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: ``nox -s bench -- NAME [args]`` runs benchmarks/bench_NAME.py."""
+    if not session.posargs:
+        names = sorted(p.stem.removeprefix("bench_") for p in (ROOT / "benchmarks").glob("bench_*.py"))
+        session.error(f"name a benchmark: nox -s bench -- {{{'|'.join(names)}}}")
+    name, *args = session.posargs
+    script = ROOT / "benchmarks" / f"bench_{name}.py"
+    if not script.is_file():
+        session.error(f"no benchmark {script.name} in benchmarks/")
+    session.install(*_group("dev"), *_editable_packages("test,postgres,mysql,bench"))
+    session.run("python", str(script), *args)

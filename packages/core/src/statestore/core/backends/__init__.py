@@ -1,0 +1,1 @@
+"""Reference backends shipped with the core: ``memory`` and ``local``."""

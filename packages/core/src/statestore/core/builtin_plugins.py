@@ -1,0 +1,28 @@
+"""The core's own backends, registered through the ``statestore.plugins`` entry point like any plugin."""
+
+from __future__ import annotations
+
+from statestore.core.plugins import BackendSpec, hookimpl
+
+
+@hookimpl
+def statestore_backends() -> list[BackendSpec]:
+    """Announce ``metastore``, ``local`` and ``memory``."""
+    return [
+        BackendSpec(
+            name="metastore",
+            class_path="statestore.core.metastore:MetastoreStoreBackend",
+            description="SQL tables via SQLAlchemy: SQLite (default), PostgreSQL, MySQL/MariaDB",
+            requires=("sqlalchemy",),
+        ),
+        BackendSpec(
+            name="local",
+            class_path="statestore.core.backends.local:LocalStoreBackend",
+            description="one file per key in a local directory (the default worker-side backend)",
+        ),
+        BackendSpec(
+            name="memory",
+            class_path="statestore.core.backends.memory:MemoryStoreBackend",
+            description="process-local dictionary, for tests and examples",
+        ),
+    ]

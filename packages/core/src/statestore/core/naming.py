@@ -1,0 +1,103 @@
+"""Injective, traversal-proof names for ``(scope, key)`` pairs, shared by every backend that names things.
+
+Each id becomes one *segment*: every character outside ``[A-Za-z0-9_-]`` is percent-encoded as
+UTF-8, so a segment never contains ``/``, ``.``, ``%``-ambiguity or whitespace, ``..`` cannot
+appear, and distinct ids give distinct segments. ``~`` is always encoded, which leaves it free
+as a marker for shortened names (see :func:`shorten_segment`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from statestore.core.scopes import AssetScope, StoreScope, TaskScope
+
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "decode_segment",
+    "encode_segment",
+    "parse_path",
+    "scope_path",
+    "shorten_segment",
+    "validate_key",
+]
+
+MAX_KEY_LENGTH = 512
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
+_ENCODED = re.compile(r"(?:%[0-9A-F]{2}|[A-Za-z0-9_\-])+")
+
+
+def validate_key(key: Any) -> str:
+    """Return ``key`` if it is a legal store key, else raise ``TypeError``/``ValueError`` saying why."""
+    if not isinstance(key, str):
+        raise TypeError(f"store keys must be str, got {type(key).__name__}")
+    if not key:
+        raise ValueError("store keys must be non-empty strings")
+    if len(key) > MAX_KEY_LENGTH:
+        raise ValueError(f"store keys are limited to {MAX_KEY_LENGTH} characters, got {len(key)}")
+    return key
+
+
+def encode_segment(text: str) -> str:
+    """Percent-encode ``text`` into a path segment made only of ``[A-Za-z0-9_%-]``."""
+    return _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8")), text)
+
+
+def decode_segment(segment: str) -> str:
+    """Invert :func:`encode_segment`; raise ``ValueError`` for anything it could not have produced."""
+    if not _ENCODED.fullmatch(segment):
+        raise ValueError(f"not an encoded segment: {segment!r}")
+    decoded = unquote_to_bytes(segment).decode("utf-8")  # strict: bad UTF-8 raises (a ValueError)
+    if encode_segment(decoded) != segment:
+        raise ValueError(f"not a canonical encoded segment: {segment!r}")
+    return decoded
+
+
+def shorten_segment(segment: str, max_bytes: int) -> str:
+    """Keep ``segment`` if it fits ``max_bytes``; else a readable head, ``~`` and a SHA-256 of the whole.
+
+    Encoded segments never contain ``~``, so a shortened name never equals an unshortened one.
+    """
+    if len(segment) <= max_bytes:
+        return segment
+    digest = hashlib.sha256(segment.encode()).hexdigest()
+    head = segment[: max(0, max_bytes - len(digest) - 1)]
+    head = head[: head.rfind("%")] if "%" in head[-2:] else head  # never cut an escape in half
+    return f"{head}~{digest}"
+
+
+def scope_path(scope: StoreScope, *, all_map_indices: bool = False) -> tuple[str, ...]:
+    """The encoded segments naming ``scope`` (without the map index when ``all_map_indices``).
+
+    Task scopes: ``task/<dag>/<run>/<task>/<map_index>``. Asset scopes use one identity, the
+    first of ``name``, ``uri`` and ``asset_id`` that is set: ``asset/name/<name>``,
+    ``asset/uri/<uri>`` or ``asset/id/<id>``.
+    """
+    if isinstance(scope, TaskScope):
+        head = ("task", encode_segment(scope.dag_id), encode_segment(scope.run_id), encode_segment(scope.task_id))
+        return head if all_map_indices else (*head, str(scope.map_index))
+    if scope.name:
+        return ("asset", "name", encode_segment(scope.name))
+    if scope.uri:
+        return ("asset", "uri", encode_segment(scope.uri))
+    return ("asset", "id", str(scope.asset_id))
+
+
+def parse_path(segments: list[str] | tuple[str, ...]) -> tuple[StoreScope, str]:
+    """Invert ``scope_path(scope) + (encode_segment(key),)``; raise ``ValueError`` if it is not one."""
+    parts = list(segments)
+    if len(parts) == 6 and parts[0] == "task" and re.fullmatch(r"-1|0|[1-9][0-9]*", parts[4]):
+        dag_id, run_id, task_id = (decode_segment(p) for p in parts[1:4])
+        return TaskScope(dag_id, run_id, task_id, int(parts[4])), validate_key(decode_segment(parts[5]))
+    if len(parts) == 4 and parts[0] == "asset":
+        kind, ident, key = parts[1], parts[2], validate_key(decode_segment(parts[3]))
+        if kind == "name":
+            return AssetScope(name=decode_segment(ident)), key
+        if kind == "uri":
+            return AssetScope(uri=decode_segment(ident)), key
+        if kind == "id" and re.fullmatch(r"0|[1-9][0-9]*", ident):
+            return AssetScope(asset_id=int(ident)), key
+    raise ValueError(f"not a statestore path: {'/'.join(parts)!r}")

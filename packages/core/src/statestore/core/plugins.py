@@ -1,0 +1,337 @@
+"""Plugin discovery: pluggy hooks announced through the ``statestore.plugins`` entry-point group.
+
+A distribution names a *light* module of hook implementations in its entry points; the module
+announces backends as class paths that are imported only when selected, so listing backends
+never imports boto3, redis or google-cloud-storage. The core registers its own backends through
+the same entry-point path as any third party.
+
+Error policy, per failure:
+
+* a plugin module that fails to import, or whose hook raises, is recorded with its
+  distribution; listing warns once per broken plugin and goes on; selecting one of its names
+  raises ``BackendImportError`` with the cause chained;
+* a name claimed by two distributions is reported (``DuplicateBackendError``), never resolved
+  by install order;
+* a known first-party name whose distribution is missing says what to ``pip install``;
+* an unknown name lists the installed names and the closest match.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import sys
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any, cast
+
+import pluggy
+
+from statestore.core.errors import (
+    BackendImportError,
+    BackendNotFoundError,
+    BackendNotInstalledError,
+    DuplicateBackendError,
+)
+
+if TYPE_CHECKING:
+    import argparse
+
+    from statestore.core.base import BaseStoreBackend
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "KNOWN_BACKENDS",
+    "BackendInfo",
+    "BackendSpec",
+    "PluginFailure",
+    "PluginWarning",
+    "available_backends",
+    "hookimpl",
+    "hookspec",
+    "load_backend",
+    "registry",
+]
+
+PROJECT = "statestore"
+ENTRY_POINT_GROUP = "statestore.plugins"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+KNOWN_BACKENDS: dict[str, str] = {
+    "s3": "statestore-s3",
+    "redis": "statestore-redis",
+    "gcs": "statestore-gcs",
+}
+"""First-party backend names and the distribution that provides each (for install hints)."""
+
+SERVER, WORKER = "server", "worker"
+
+
+class PluginWarning(UserWarning):
+    """A plugin could not be loaded; listing goes on without it."""
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A backend a plugin announces: short name, lazily imported class path and what it can do.
+
+    ``class_path`` is ``"package.module:Class"``; ``requires`` names top-level modules the
+    backend imports (checked with ``find_spec``, never imported, when listing).
+    """
+
+    name: str
+    class_path: str
+    description: str = ""
+    roles: frozenset[str] = frozenset({SERVER, WORKER})
+    requires: tuple[str, ...] = ()
+    distribution: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that could not be loaded: its entry point, distribution and the error."""
+
+    entry_point: str
+    distribution: str
+    error: BaseException
+
+    def describe(self) -> str:
+        """One line for warnings and ``state-store backends``."""
+        return (
+            f"plugin {self.entry_point!r} from {self.distribution} failed to load: "
+            f"{type(self.error).__name__}: {self.error}"
+        )
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """One row of ``available_backends()``."""
+
+    name: str
+    roles: tuple[str, ...]
+    description: str
+    distribution: str
+    version: str
+    class_path: str
+    importable: bool
+    problem: str | None = None
+
+
+class _HookSpecs:
+    """The hooks a statestore plugin module may implement (as plain functions)."""
+
+    @hookspec
+    def statestore_backends(self) -> list[BackendSpec]:  # type: ignore[empty-body]
+        """Return the backends this plugin provides."""
+
+    @hookspec
+    def statestore_cli(self, subparsers: argparse._SubParsersAction[Any]) -> None:
+        """Add subcommands to ``state-store`` (e.g. ``state-store s3 lifecycle``)."""
+
+
+@dataclass
+class Registry:
+    """Everything discovered from the installed plugins."""
+
+    manager: pluggy.PluginManager
+    specs: dict[str, list[BackendSpec]] = field(default_factory=dict)
+    failures: list[PluginFailure] = field(default_factory=list)
+
+    def installed_names(self) -> list[str]:
+        """Every backend name some installed plugin announces."""
+        return sorted(self.specs)
+
+
+def _distribution_of(ep: EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return "an unknown distribution", "?"
+    return dist.metadata["Name"], dist.version
+
+
+def _discover(eps: list[EntryPoint]) -> Registry:
+    manager = pluggy.PluginManager(PROJECT)
+    manager.add_hookspecs(_HookSpecs)
+    reg = Registry(manager)
+    for ep in sorted(eps, key=lambda e: e.name):
+        dist, version = _distribution_of(ep)
+        try:
+            module = ep.load()
+            manager.register(module, name=f"{dist}:{ep.name}")
+        except Exception as exc:  # noqa: BLE001 - ImportError, errors in module code, bad hookimpls: all reported
+            reg.failures.append(PluginFailure(ep.name, dist, exc))
+            continue
+        try:
+            impls = [i for i in manager.hook.statestore_backends.get_hookimpls() if i.plugin is module]
+            announced = [spec for impl in impls for spec in cast("list[BackendSpec]", impl.function())]
+        except Exception as exc:  # noqa: BLE001 - a hook that raises is this plugin's failure, not the listing's
+            manager.unregister(module)
+            reg.failures.append(PluginFailure(ep.name, dist, exc))
+            continue
+        for spec in announced:
+            spec = BackendSpec(**{**spec.__dict__, "distribution": dist, "version": version})
+            same = [s for s in reg.specs.get(spec.name, []) if s.distribution == dist]
+            if not same:
+                reg.specs.setdefault(spec.name, []).append(spec)
+    manager.check_pending()
+    return reg
+
+
+@lru_cache(maxsize=1)
+def registry() -> Registry:
+    """The plugin registry, built once per process from the installed entry points."""
+    return _discover(list(entry_points(group=ENTRY_POINT_GROUP)))
+
+
+def _split(class_path: str) -> tuple[str, str]:
+    module_name, _, attr = class_path.partition(":") if ":" in class_path else class_path.rpartition(".")
+    return module_name, attr
+
+
+def _import_class(class_path: str) -> Any:
+    module_name, attr = _split(class_path)
+    if not module_name or not attr:
+        raise BackendNotFoundError(
+            f"{class_path!r} is neither a backend name nor a class path "
+            "('package.module.Class' or 'package.module:Class')"
+        )
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise BackendNotFoundError(f"module {module_name!r} has no attribute {attr!r} (from {class_path!r})") from None
+
+
+def _check_backend_class(obj: Any, origin: str) -> type[BaseStoreBackend]:
+    from statestore.core.base import BaseStoreBackend
+
+    if not (isinstance(obj, type) and issubclass(obj, BaseStoreBackend)):
+        raise TypeError(f"{origin} is {obj!r}, which is not a subclass of statestore.core.BaseStoreBackend")
+    return obj
+
+
+def _spec_for(name: str) -> BackendSpec:
+    reg = registry()
+    specs = reg.specs.get(name)
+    if specs and len(specs) > 1:
+        owners = ", ".join(f"{s.distribution} ({s.class_path})" for s in specs)
+        raise DuplicateBackendError(
+            f"backend name {name!r} is registered by more than one distribution: {owners}. "
+            "Uninstall one of them, or name the class path you want instead of the short name."
+        )
+    if specs:
+        return specs[0]
+    broken = [f for f in reg.failures if f.entry_point == name or f.distribution == KNOWN_BACKENDS.get(name)]
+    if broken:
+        failure = broken[0]
+        raise BackendImportError(
+            f"backend {name!r} is unavailable: {failure.describe()}. "
+            f"Reinstall {failure.distribution} or install what it is missing."
+        ) from failure.error
+    if name in KNOWN_BACKENDS:
+        dist = KNOWN_BACKENDS[name]
+        raise BackendNotInstalledError(
+            f"backend {name!r} is provided by the distribution {dist}, which is not installed: pip install {dist}"
+        )
+    installed = reg.installed_names()
+    close = difflib.get_close_matches(name, installed + list(KNOWN_BACKENDS), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise BackendNotFoundError(
+        f"unknown backend {name!r}. Installed backends: {', '.join(installed) or 'none'}.{hint} "
+        "A class path such as 'package.module.Class' also works."
+    )
+
+
+def load_backend(spec: str | type[BaseStoreBackend]) -> type[BaseStoreBackend]:
+    """Resolve a short plugin name, ``pkg.mod.Class``, ``pkg.mod:Class`` or a class to a backend class."""
+    if isinstance(spec, type):
+        return _check_backend_class(spec, "the given class")
+    if not isinstance(spec, str) or not spec.strip():
+        raise BackendNotFoundError(f"a backend is named by a non-empty string or a class, got {spec!r}")
+    spec = spec.strip()
+    if "." not in spec and ":" not in spec:
+        found = _spec_for(spec)
+        try:
+            obj = _import_class(found.class_path)
+        except ImportError as exc:
+            raise BackendImportError(
+                f"backend {spec!r} from {found.distribution} {found.version} failed to import {found.class_path!r}: "
+                f"{exc}. Reinstall it with: pip install --force-reinstall {found.distribution}"
+            ) from exc
+        return _check_backend_class(obj, f"backend {spec!r} ({found.class_path})")
+    try:
+        obj = _import_class(spec)
+    except ImportError as exc:
+        owner = next((s for specs in registry().specs.values() for s in specs if _same_path(s.class_path, spec)), None)
+        dist = (
+            owner.distribution
+            if owner
+            else next((d for n, d in KNOWN_BACKENDS.items() if f".{n}." in f".{spec}"), None)
+        )
+        hint = (
+            f" It belongs to {dist}: pip install {dist}"
+            if dist
+            else " Check the module path and that its distribution is installed."
+        )
+        raise BackendImportError(f"cannot import backend class {spec!r}: {exc}.{hint}") from exc
+    return _check_backend_class(obj, spec)
+
+
+def _same_path(a: str, b: str) -> bool:
+    return a.replace(":", ".") == b.replace(":", ".")
+
+
+def _importable(spec: BackendSpec) -> str | None:
+    """Why ``spec`` would fail to import (a missing module), or None.
+
+    Uses ``find_spec`` on top-level modules and on the backend's module when its package is
+    already imported (else on its package, ``statestore.s3``): nothing of the backend runs.
+    """
+    module_name = _split(spec.class_path)[0]
+    parent = module_name.rpartition(".")[0]
+    target = module_name if parent in sys.modules else ".".join(module_name.split(".")[:2])
+    for name in (*spec.requires, target):
+        try:
+            found = importlib.util.find_spec(name)
+        except (ImportError, ValueError) as exc:
+            return f"cannot find {name}: {exc}"
+        if found is None:
+            return f"missing module {name!r}: pip install {spec.distribution}"
+    return None
+
+
+def available_backends() -> list[BackendInfo]:
+    """Every installed backend with roles, description, distribution, version and importability.
+
+    Imports no backend and none of their dependencies. Broken plugins are reported as
+    ``PluginWarning`` (one per plugin) and left out; duplicate names are listed with a problem.
+    """
+    reg = registry()
+    for failure in reg.failures:
+        warnings.warn(failure.describe(), PluginWarning, stacklevel=2)
+    rows = []
+    for name in reg.installed_names():
+        specs = reg.specs[name]
+        for spec in specs:
+            problem = _importable(spec)
+            if len(specs) > 1:
+                others = ", ".join(s.distribution or "?" for s in specs if s is not spec)
+                problem = f"name also registered by {others}"
+            rows.append(
+                BackendInfo(
+                    name=name,
+                    roles=tuple(sorted(spec.roles)),
+                    description=spec.description,
+                    distribution=spec.distribution or "?",
+                    version=spec.version or "?",
+                    class_path=spec.class_path,
+                    importable=problem is None,
+                    problem=problem,
+                )
+            )
+    return rows
