@@ -262,9 +262,19 @@ class BaseStoreBackend(ABC):
             ) from exc
 
     def store_value(
-        self, scope: StoreScope, key: str, value_json: str, *, expires_at: datetime | None = None
+        self,
+        scope: StoreScope,
+        key: str,
+        value_json: str,
+        *,
+        expires_at: datetime | None = None,
+        allow_inline: bool = True,
     ) -> str | None:
-        """Write a worker-side value and return its reference, or None to keep the value inline."""
+        """Write a worker-side value and return its reference, or None to keep the value inline.
+
+        A backend may return None (e.g. below a size threshold) only when ``allow_inline``; the
+        Airflow hooks pass False because Airflow 3.3.2 wraps whatever the hook returns.
+        """
         scope = to_scope(scope)
         self.set(scope, key, value_json, expires_at=expires_at)
         return self.reference_for(scope, key)
@@ -278,7 +288,13 @@ class BaseStoreBackend(ABC):
         return value
 
     async def astore_value(
-        self, scope: StoreScope, key: str, value_json: str, *, expires_at: datetime | None = None
+        self,
+        scope: StoreScope,
+        key: str,
+        value_json: str,
+        *,
+        expires_at: datetime | None = None,
+        allow_inline: bool = True,
     ) -> str | None:
         """Async twin of :meth:`store_value`."""
         scope = to_scope(scope)
@@ -298,14 +314,17 @@ class BaseStoreBackend(ABC):
         return None if days == 0 else utcnow() + timedelta(days=days)
 
     # Airflow 3.3.2's hook names. Airflow passes no expiry, so a task value gets
-    # ``default_retention_days``; asset values never expire.
+    # ``default_retention_days``; asset values never expire. Airflow wraps whatever the hook
+    # returns, so these always store the value (allow_inline=False).
     def serialize_task_state_store_to_ref(self, *, value: JsonValue, key: str, scope: TaskScope) -> str | None:
         """Store a task value in this backend and return its reference (None keeps it inline)."""
         task_scope = to_scope(scope)
         legacy = getattr(self, "serialize_task_store_to_ref", None)
         if legacy is not None:
             return cast("str | None", legacy(value=value, key=key, ti_id=legacy_ti_id(task_scope)))
-        return self.store_value(task_scope, key, encode_value(value), expires_at=self._default_task_expiry())
+        return self.store_value(
+            task_scope, key, encode_value(value), expires_at=self._default_task_expiry(), allow_inline=False
+        )
 
     def deserialize_task_state_store_from_ref(self, stored: str) -> JsonValue:
         """Read back the value a task reference points to."""
@@ -318,7 +337,7 @@ class BaseStoreBackend(ABC):
         legacy = getattr(self, "serialize_asset_store_to_ref", None)
         if legacy is not None:
             return cast("str | None", legacy(value=value, key=key, asset_ref=legacy_asset_ref(asset_scope)))
-        return self.store_value(asset_scope, key, encode_value(value))
+        return self.store_value(asset_scope, key, encode_value(value), allow_inline=False)
 
     def deserialize_asset_state_store_from_ref(self, stored: str) -> JsonValue:
         """Read back the value an asset reference points to."""
