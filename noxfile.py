@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nox
@@ -53,6 +54,7 @@ def wheels(session: nox.Session) -> None:
     """Build every wheel, install them non-editable in a fresh venv and import every module."""
     session.install("build")
     dist = Path(session.create_tmp()) / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
     for package in PACKAGES:
         session.run("python", "-m", "build", "--wheel", "--outdir", str(dist), str(package), silent=True)
     session.run("python", str(ROOT / "tests" / "wheelcheck.py"), str(dist))
