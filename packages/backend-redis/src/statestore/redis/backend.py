@@ -1,0 +1,319 @@
+"""``RedisStoreBackend``: task and asset state on Redis, as a server-side store or a worker-side backend.
+
+Each value is a Redis string ``<expiry ms>:<JSON>`` (see :mod:`.layout` for the names) carrying a native Redis expiry,
+so expired values vanish with no ``cleanup()``. A per-scope sorted set indexes the keys so that
+``clear`` costs in proportion to the scope's own keys. ``get`` is one ``GET``; ``set`` and
+``delete`` are one ``EVALSHA`` each (see :mod:`.scripts`); every operation is one round trip.
+The async methods use ``redis.asyncio`` natively with the same layout and scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import NoScriptError
+from redis.retry import Retry
+
+from statestore.core.base import BaseStoreBackend, StoredEntry, utcnow
+from statestore.core.config import Config, mask_secret
+from statestore.core.errors import ConfigurationError, InvalidReferenceError, StorageError
+from statestore.core.naming import decode_segment, encode_segment
+from statestore.core.scopes import StoreScope, TaskScope, to_scope
+from statestore.redis.layout import KeyLayout
+from statestore.redis.scripts import CLEAR_SCOPE, CLEAR_TASK, DELETE, SET, Script
+
+__all__ = ["SECTION", "RedisStoreBackend"]
+
+SECTION = "statestore_redis"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MILLISECOND = timedelta(milliseconds=1)
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.I)
+_RETRYABLE = (redis.ConnectionError, redis.TimeoutError)
+_DEFAULTS: dict[str, str] = {
+    "url": "redis://127.0.0.1:6379/0",
+    "key_prefix": "statestore:",
+    "client_name": "statestore",
+    "socket_timeout": "5",
+    "socket_connect_timeout": "5",
+    "retry_attempts": "3",
+    "retry_backoff_base": "0.05",
+    "retry_backoff_cap": "2",
+    "max_connections": "64",
+}
+
+
+_Call = tuple[Script, list[str], list[str]]
+"""A script invocation: the script, its keys and its arguments."""
+
+
+def _mask_url(url: str) -> str:
+    """``url`` with any password (``user:pw@`` or ``?password=``) replaced by ``***``."""
+    return _QUERY_PASSWORD.sub(r"\1***", mask_secret("url", url))
+
+
+def _expiry_ms(expires_at: datetime | None) -> str:
+    """Epoch milliseconds for ``PXAT`` ('' = never), rounded down: a value never outlives its expiry."""
+    return "" if expires_at is None else str((expires_at - _EPOCH) // _MILLISECOND)
+
+
+def _entry(raw: Any) -> StoredEntry | None:
+    """Parse a stored string, ``<expiry ms or nothing>:<JSON text>``, back into an entry.
+
+    The expiry travels inside the value so that ``get`` stays one plain ``GET``; Redis expires
+    the key natively at the same instant.
+    """
+    if raw is None:
+        return None
+    expiry, _, value = bytes(raw).decode("utf-8").partition(":")
+    return StoredEntry(value, _EPOCH + int(expiry) * _MILLISECOND if expiry else None)
+
+
+def _decode_members(members: Any) -> list[str]:
+    """The store keys named by index members (encoded segments)."""
+    return [decode_segment(bytes(m).decode()) for m in members]
+
+
+class RedisStoreBackend(BaseStoreBackend):
+    """Redis strings with native expiry and per-scope indexes; see the module docstring.
+
+    Settings come from ``[statestore_redis]`` (``url``, ``key_prefix``, ``username``, ``password``,
+    ``client_name``, ``socket_timeout``, ``socket_connect_timeout``, ``retry_attempts``,
+    ``retry_backoff_base``, ``retry_backoff_cap``, ``max_connections``); keyword arguments
+    override them, and the no-argument constructor works from configuration alone. Connections
+    open lazily; connection errors and timeouts are retried with exponential backoff (every
+    operation is idempotent, so a retry after a lost reply is safe).
+    """
+
+    name = "redis"
+    reference_scheme = "redis"
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        key_prefix: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        client_name: str | None = None,
+        socket_timeout: float | None = None,
+        socket_connect_timeout: float | None = None,
+        retry_attempts: int | None = None,
+        retry_backoff_base: float | None = None,
+        retry_backoff_cap: float | None = None,
+        max_connections: int | None = None,
+        config: Config | None = None,
+    ) -> None:
+        super().__init__(config=config)
+        self.url = url if url is not None else self._setting("url")
+        if not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigurationError(
+                f"[{SECTION}] url must start with redis://, rediss:// or unix://, got {_mask_url(self.url)!r}"
+            )
+        self.layout = KeyLayout(key_prefix if key_prefix is not None else self._setting("key_prefix"))
+        attempts = retry_attempts if retry_attempts is not None else self._int("retry_attempts")
+        base = retry_backoff_base if retry_backoff_base is not None else self._float("retry_backoff_base")
+        cap = retry_backoff_cap if retry_backoff_cap is not None else self._float("retry_backoff_cap")
+        if attempts < 0 or base < 0 or cap < 0:
+            raise ConfigurationError(
+                f"[{SECTION}] retry_attempts, retry_backoff_base and retry_backoff_cap must be >= 0, "
+                f"got {attempts}, {base}, {cap}"
+            )
+        self._backoff = (attempts, base, cap)
+        options: dict[str, Any] = {
+            "username": username if username is not None else self.config.get(SECTION, "username"),
+            "password": password if password is not None else self.config.get(SECTION, "password"),
+            "client_name": client_name if client_name is not None else self._setting("client_name"),
+            "socket_timeout": socket_timeout if socket_timeout is not None else self._float("socket_timeout"),
+            "socket_connect_timeout": (
+                socket_connect_timeout if socket_connect_timeout is not None else self._float("socket_connect_timeout")
+            ),
+            "max_connections": max_connections if max_connections is not None else self._int("max_connections"),
+        }
+        # redis-py lets settings in the URL (credentials, ?socket_timeout=...) win over these.
+        self._options = {k: v for k, v in options.items() if v not in (None, "")}
+        try:
+            self._client: redis.Redis = redis.Redis.from_url(
+                self.url, retry=Retry(ExponentialBackoff(cap, base), attempts, _RETRYABLE), **self._options
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"[{SECTION}] url {_mask_url(self.url)!r} is invalid: {exc}") from None
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aredis.Redis] = weakref.WeakKeyDictionary()
+
+    # -- configuration -------------------------------------------------------------------------------
+
+    def _setting(self, key: str) -> str:
+        return (self.config.get(SECTION, key, fallback=_DEFAULTS[key]) or "").strip()
+
+    def _int(self, key: str) -> int:
+        return self.config.getint(SECTION, key, fallback=int(_DEFAULTS[key]), minimum=0)
+
+    def _float(self, key: str) -> float:
+        value = self.config.getfloat(SECTION, key, fallback=float(_DEFAULTS[key]))
+        if value < 0:
+            raise ConfigurationError(f"[{SECTION}] {key} must be >= 0, got {value}")
+        return value
+
+    @property
+    def key_prefix(self) -> str:
+        """The prefix of every Redis key this backend writes."""
+        return self.layout.prefix
+
+    @property
+    def location(self) -> str:
+        """The server URL (password masked) and key prefix: where this backend keeps data."""
+        return f"{_mask_url(self.url)} key_prefix={self.key_prefix}"
+
+    # -- clients ---------------------------------------------------------------------------------------
+
+    def _aclient(self) -> aredis.Redis:
+        """The asyncio client of the running event loop (redis.asyncio connections belong to one loop)."""
+        loop = asyncio.get_running_loop()
+        client = self._aclients.get(loop)
+        if client is None:
+            attempts, base, cap = self._backoff
+            client = aredis.Redis.from_url(
+                self.url, retry=AsyncRetry(ExponentialBackoff(cap, base), attempts, _RETRYABLE), **self._options
+            )
+            self._aclients[loop] = client
+        return client
+
+    def close(self) -> None:
+        """Close the pooled sync connections (they reopen on next use)."""
+        self._client.close()
+
+    async def aclose(self) -> None:
+        """Close the asyncio connections of the running event loop (they reopen on next use)."""
+        client = self._aclients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
+    @contextmanager
+    def _errors(self, operation: str) -> Iterator[None]:
+        """Turn a redis-py error (left after retries) into ``StorageError`` naming the server, password masked."""
+        try:
+            yield
+        except redis.RedisError as exc:
+            detail = _mask_url(str(exc))
+            raise StorageError(
+                f"Redis {operation} failed at {self.location}: {type(exc).__name__}: {detail}. "
+                f"Check that the server is reachable and the [{SECTION}] settings are right."
+            ) from exc
+
+    def _run(self, script: Script, keys: list[str], args: list[str]) -> Any:
+        try:
+            return self._client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return self._client.eval(script.source, len(keys), *keys, *args)
+
+    async def _arun(self, script: Script, keys: list[str], args: list[str]) -> Any:
+        client = self._aclient()
+        try:
+            return await client.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[misc]
+        except NoScriptError:
+            return await client.eval(script.source, len(keys), *keys, *args)  # type: ignore[misc]
+
+    # -- script arguments, shared by sync and async ---------------------------------------------------
+
+    def _tracking(self, scope: StoreScope) -> tuple[list[str], list[str]]:
+        """The index (and, for a task, map-index set) keys and the map-index argument of ``scope``."""
+        index = self.layout.index_key(scope)
+        if isinstance(scope, TaskScope):
+            return [index, self.layout.maps_key(scope)], [str(scope.map_index)]
+        return [index], []
+
+    def _set_call(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None) -> _Call:
+        tracking, map_index = self._tracking(scope)
+        keys = [self.layout.value_key(scope, key), *tracking]
+        expiry = _expiry_ms(expires_at)
+        return SET, keys, [f"{expiry}:{value}", expiry, encode_segment(key), *map_index]
+
+    def _delete_call(self, scope: StoreScope, key: str) -> _Call:
+        tracking, map_index = self._tracking(scope)
+        return DELETE, [self.layout.value_key(scope, key), *tracking], [encode_segment(key), *map_index]
+
+    def _clear_call(self, scope: StoreScope, all_map_indices: bool) -> _Call:
+        if all_map_indices and isinstance(scope, TaskScope):
+            return CLEAR_TASK, [self.layout.maps_key(scope)], [self.layout.tag(scope)]
+        tracking, map_index = self._tracking(scope)
+        return CLEAR_SCOPE, tracking, [self.layout.scope_base(scope), *map_index]
+
+    @staticmethod
+    def _live_min() -> str:
+        """The ``ZRANGEBYSCORE`` lower bound that skips index entries already expired."""
+        return f"({_expiry_ms(utcnow())}"
+
+    # -- sync primitives ------------------------------------------------------------------------------
+
+    def _get(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
+        with self._errors("GET"):
+            return _entry(self._client.get(self.layout.value_key(scope, key)))
+
+    def _set(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
+        with self._errors("SET"):
+            self._run(*self._set_call(scope, key, value, expires_at))
+
+    def _delete(self, scope: StoreScope, key: str, session: Any) -> None:
+        with self._errors("DELETE"):
+            self._run(*self._delete_call(scope, key))
+
+    def _clear(self, scope: StoreScope, all_map_indices: bool, session: Any) -> None:
+        with self._errors("CLEAR"):
+            self._run(*self._clear_call(scope, all_map_indices))
+
+    def _keys(self, scope: StoreScope, session: Any) -> list[str]:
+        with self._errors("ZRANGEBYSCORE"):
+            members = self._client.zrangebyscore(self.layout.index_key(scope), self._live_min(), "+inf")
+        return _decode_members(members)
+
+    # -- async primitives -----------------------------------------------------------------------------
+
+    async def _aget(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
+        with self._errors("GET"):
+            return _entry(await self._aclient().get(self.layout.value_key(scope, key)))
+
+    async def _aset(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
+        with self._errors("SET"):
+            await self._arun(*self._set_call(scope, key, value, expires_at))
+
+    async def _adelete(self, scope: StoreScope, key: str, session: Any) -> None:
+        with self._errors("DELETE"):
+            await self._arun(*self._delete_call(scope, key))
+
+    async def _aclear(self, scope: StoreScope, all_map_indices: bool, session: Any) -> None:
+        with self._errors("CLEAR"):
+            await self._arun(*self._clear_call(scope, all_map_indices))
+
+    async def _akeys(self, scope: StoreScope, session: Any) -> list[str]:
+        with self._errors("ZRANGEBYSCORE"):
+            members = await self._aclient().zrangebyscore(self.layout.index_key(scope), self._live_min(), "+inf")
+        return _decode_members(members)
+
+    # -- worker-side references -----------------------------------------------------------------------
+
+    def reference_for(self, scope: StoreScope, key: str) -> str:
+        """``redis://<the Redis key holding the value>``: a pure function of ``(scope, key)`` and the prefix."""
+        return "redis://" + self.layout.value_key(to_scope(scope), key)
+
+    def resolve_reference(self, reference: str) -> tuple[StoreScope, str]:
+        """Invert :meth:`reference_for`; refuse anything that is not a value key under this backend's prefix."""
+        if not isinstance(reference, str) or not reference.startswith("redis://"):
+            raise InvalidReferenceError(
+                f"RedisStoreBackend refuses reference {reference!r}: it does not start with 'redis://'"
+            )
+        try:
+            return self.layout.parse_value_key(reference[len("redis://") :])
+        except ValueError as exc:
+            raise InvalidReferenceError(
+                f"RedisStoreBackend refuses reference {reference!r}: {exc} "
+                f"(this backend only reads value keys under key_prefix {self.key_prefix!r})"
+            ) from None

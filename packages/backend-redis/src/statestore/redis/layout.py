@@ -1,0 +1,74 @@
+"""The Redis key layout: injective, cluster-safe names for values and their per-scope indexes.
+
+For a key prefix ``P`` (default ``statestore:``), a task scope ``(dag, run, task, map_index)`` and
+an asset scope (identified like everywhere in statestore by the first of name, uri, asset_id):
+
+=====================  ==========================================================
+value of a task key    ``P{task/<dag>/<run>/<task>}/<map_index>/<key>``
+value of an asset key  ``P{asset/name/<name>}/<key>`` (or ``asset/uri/…``, ``asset/id/…``)
+index of one scope     ``<scope>#keys`` — sorted set: encoded key -> expiry (ms, ``inf``)
+map indices of a task  ``P{task/<dag>/<run>/<task>}#maps`` — sorted set: map index -> latest expiry
+=====================  ==========================================================
+
+Every id and key is percent-encoded with :func:`statestore.core.naming.encode_segment`, so a
+segment never contains ``/``, ``#``, ``{`` or ``}``: the names parse back unambiguously (hence
+are injective), an index never collides with a value, and the ``{…}`` hash tag always covers
+exactly the task (all map indices) or the asset, so all its keys share one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+from statestore.core.errors import ConfigurationError
+from statestore.core.naming import encode_segment, parse_path, scope_path
+from statestore.core.scopes import StoreScope, TaskScope
+
+__all__ = ["KeyLayout"]
+
+INDEX_SUFFIX = "#keys"
+MAPS_SUFFIX = "#maps"
+
+
+class KeyLayout:
+    """Names the Redis keys of ``(scope, key)`` pairs under one key prefix, and parses value keys back."""
+
+    def __init__(self, prefix: str) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ConfigurationError(
+                f"[statestore_redis] key_prefix must not contain '{{' or '}}' (it would break the cluster "
+                f"hash tags), got {prefix!r}; use e.g. 'statestore:'"
+            )
+        self.prefix = prefix
+
+    def tag(self, scope: StoreScope) -> str:
+        """``P{…}``: the prefix and hash tag shared by every key of the task (all map indices) or asset."""
+        return f"{self.prefix}{{{'/'.join(scope_path(scope, all_map_indices=True))}}}"
+
+    def scope_base(self, scope: StoreScope) -> str:
+        """The name every key of exactly this scope (one map index of a task) starts with."""
+        tag = self.tag(scope)
+        return f"{tag}/{scope.map_index}" if isinstance(scope, TaskScope) else tag
+
+    def value_key(self, scope: StoreScope, key: str) -> str:
+        """The Redis string holding the value of ``(scope, key)``."""
+        return f"{self.scope_base(scope)}/{encode_segment(key)}"
+
+    def index_key(self, scope: StoreScope) -> str:
+        """The sorted set listing the (encoded) keys of ``scope`` with their expiry."""
+        return self.scope_base(scope) + INDEX_SUFFIX
+
+    def maps_key(self, scope: TaskScope) -> str:
+        """The sorted set listing the map indices of the task that hold keys."""
+        return self.tag(scope) + MAPS_SUFFIX
+
+    def parse_value_key(self, name: str) -> tuple[StoreScope, str]:
+        """Invert :meth:`value_key`; ``ValueError`` for any name it could not have produced."""
+        head = self.prefix + "{"
+        if not name.startswith(head):
+            raise ValueError(f"it is not under the key prefix {self.prefix!r}")
+        tag, closed, tail = name[len(head) :].partition("}")
+        if not closed or not tail.startswith("/"):
+            raise ValueError("it is not a statestore value key")
+        scope, key = parse_path([*tag.split("/"), *tail[1:].split("/")])
+        if self.value_key(scope, key) != name:
+            raise ValueError("it is not in canonical form")
+        return scope, key

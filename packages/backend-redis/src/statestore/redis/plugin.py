@@ -1,0 +1,18 @@
+"""The ``statestore.plugins`` entry point of statestore-redis: announces the ``redis`` backend without importing it."""
+
+from __future__ import annotations
+
+from statestore.core.plugins import BackendSpec, hookimpl
+
+
+@hookimpl
+def statestore_backends() -> list[BackendSpec]:
+    """Announce ``redis`` (server-side store and worker-side backend)."""
+    return [
+        BackendSpec(
+            name="redis",
+            class_path="statestore.redis.backend:RedisStoreBackend",
+            description="Redis strings with native expiry and per-scope indexes; cluster-safe hash tags",
+            requires=("redis",),
+        )
+    ]
