@@ -1,0 +1,158 @@
+"""The conformance suite fails deliberately broken backends, at the tests that cover each bug.
+
+Each case runs the suite in a separate pytest session (``pytester``) with pytest-asyncio in its
+default strict mode, as a third party without ``asyncio_mode=auto`` would.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+HEADER = """
+import pytest
+from statestore.core.backends.memory import MemoryStoreBackend
+from statestore.core.base import BaseStoreBackend, CleanupResult, StoredEntry
+from statestore.core.config import Config
+from statestore.core.naming import validate_key
+from statestore.core.scopes import TaskScope, to_scope
+from statestore.core.testing import BackendSuite
+"""
+
+BACKENDS = {
+    "ignores_expiry": """
+class Broken(MemoryStoreBackend):
+    # Drops the expiry when writing, and its public get skips the base class's expiry check.
+    def _set(self, scope, key, value, expires_at, session):
+        super()._set(scope, key, value, None, session)
+
+    def get(self, scope, key, *, session=None):
+        entry = self._get(to_scope(scope), validate_key(key), session)
+        return None if entry is None else entry.value
+""",
+    "naive_naming": """
+class Broken(BaseStoreBackend):
+    # Names entries by joining ids with '/', so ('a/b', 'c') and ('a', 'b/c') collide.
+    def __init__(self, *, config=None):
+        super().__init__(config=config)
+        self.data = {}
+
+    def _name(self, scope):
+        if isinstance(scope, TaskScope):
+            return f"{scope.dag_id}/{scope.run_id}/{scope.task_id}/{scope.map_index}"
+        return str(scope.name or scope.uri or scope.asset_id)
+
+    def _get(self, scope, key, session):
+        return self.data.get(f"{self._name(scope)}/{key}")
+
+    def _set(self, scope, key, value, expires_at, session):
+        self.data[f"{self._name(scope)}/{key}"] = StoredEntry(value, expires_at)
+
+    def _delete(self, scope, key, session):
+        self.data.pop(f"{self._name(scope)}/{key}", None)
+
+    def _clear(self, scope, all_map_indices, session):
+        prefix = self._name(scope) + "/"
+        for name in [n for n in self.data if n.startswith(prefix)]:
+            del self.data[name]
+
+    def _keys(self, scope, session):
+        prefix = self._name(scope) + "/"
+        return [n[len(prefix):] for n in self.data if n.startswith(prefix)]
+""",
+    "clear_ignores_map_index": """
+class Broken(MemoryStoreBackend):
+    # Clears every map index of a task, even when asked for one.
+    def _clear(self, scope, all_map_indices, session):
+        super()._clear(scope, True, session)
+""",
+    "cleanup_reclaims_nothing": """
+class Broken(MemoryStoreBackend):
+    # Relies on get() hiding expired entries and never reclaims them.
+    def _cleanup(self, now):
+        return CleanupResult()
+""",
+}
+
+SUITE = """
+class TestBroken(BackendSuite):
+    unsupported = {unsupported}
+
+    @pytest.fixture
+    def backend(self):
+        return Broken(config=Config.from_dict({{}}))
+"""
+
+
+def run_suite(pytester: pytest.Pytester, backend: str, unsupported: str = "{}") -> tuple[set[str], int, list[str]]:
+    """Run the suite against ``BACKENDS[backend]``: failed test names (without parameters), passed count, output."""
+    pytester.makepyfile(**{f"test_{backend}": HEADER + BACKENDS[backend] + SUITE.format(unsupported=unsupported)})
+    result = pytester.runpytest(
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "asyncio_mode=strict",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+        "-rfEs",
+    )
+    failed = {m.group(1) for m in re.finditer(r"^(?:FAILED|ERROR) \S+::TestBroken::(\w+)", result.stdout.str(), re.M)}
+    return failed, result.parseoutcomes().get("passed", 0), result.stdout.lines
+
+
+def test_catches_get_ignoring_expiry(pytester: pytest.Pytester) -> None:
+    failed, passed, _ = run_suite(pytester, "ignores_expiry")
+    assert failed == {
+        "test_expiry",
+        "test_expiry_async",
+        "test_expiry_replaced",
+        "test_expiry_replaced_async",
+        "test_expiry_timezones",
+        "test_expiry_timezones_async",
+        "test_cleanup_reclaims_expired",
+    }
+    assert passed > 100
+
+
+def test_catches_colliding_names(pytester: pytest.Pytester) -> None:
+    failed, passed, output = run_suite(pytester, "naive_naming")
+    assert {"test_injective", "test_injective_async"} <= failed
+    assert {"test_references_injective", "test_references_injective_async"} <= failed
+    assert any("collides with" in line and "'b/c'" in line for line in output), "the failure names the collision"
+    assert "test_set_then_get" not in failed
+    assert passed > 100
+
+
+def test_catches_clear_ignoring_map_index(pytester: pytest.Pytester) -> None:
+    failed, passed, output = run_suite(pytester, "clear_ignores_map_index")
+    assert failed == {
+        "test_map_index_isolation",
+        "test_map_index_isolation_async",
+        "test_injective",  # the battery's mapped/unmapped pairs notice it too
+        "test_injective_async",
+    }
+    assert any("clear of map index 0 removed it" in line for line in output)
+    assert passed > 100
+
+
+def test_catches_cleanup_that_reclaims_nothing(pytester: pytest.Pytester) -> None:
+    failed, _, output = run_suite(pytester, "cleanup_reclaims_nothing")
+    assert failed == {"test_cleanup_reclaims_expired"}
+    assert any("'expired' still stored after cleanup()" in line for line in output)
+
+
+def test_opt_out_skips_with_reason(pytester: pytest.Pytester) -> None:
+    failed, _, output = run_suite(pytester, "cleanup_reclaims_nothing", '{"cleanup": "storage expires keys itself"}')
+    assert failed == set()
+    assert any("does not support cleanup: storage expires keys itself" in line for line in output)
+
+
+def test_unknown_capability_is_an_error(pytester: pytest.Pytester) -> None:
+    failed, passed, output = run_suite(pytester, "cleanup_reclaims_nothing", '{"listng": "typo"}')
+    assert passed == 0
+    assert "test_overwrite" in failed
+    assert any("unknown capabilities ['listng']" in line for line in output)
