@@ -1,0 +1,531 @@
+"""``MetastoreStoreBackend``: task and asset state in SQL tables (SQLite, PostgreSQL, MySQL/MariaDB).
+
+Every operation is one short transaction on a sync engine, or on an asyncio engine for the
+``a*`` twins (aiosqlite / psycopg / aiomysql, bridged with ``run_sync``, never a thread). A
+``set`` is one upsert statement (``ON CONFLICT`` / ``ON DUPLICATE KEY UPDATE``), so concurrent
+writers of one key never see a unique-constraint error and the last writer wins. The
+``session`` argument Airflow passes is ignored: the metastore has its own engine and may live
+in another database than Airflow's.
+
+Assets: the ``statestore_asset`` table gives each asset one row, found by its name, URI or
+``asset_id`` (an ``AssetScope`` with several of them resolves to the row matching the name
+first, then the URI, then the id, and a write fills in the ones that row lacks). An asset
+marked inactive with :meth:`MetastoreStoreBackend.deactivate_asset` keeps its state until
+``cleanup()`` sweeps it; a later write reactivates it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from statestore.core.base import BaseStoreBackend, CleanupResult, StoredEntry, utcnow
+from statestore.core.config import Config
+from statestore.core.errors import ConfigurationError
+from statestore.core.metastore import migrate
+from statestore.core.metastore.engines import WRITE, AsyncEngines, driver_urls, is_memory_sqlite, make_engine, parse_url
+from statestore.core.metastore.schema import REF_PREFIX, asset, asset_state, digest, row_hash, task_hash, task_state
+from statestore.core.scopes import AssetScope, StoreScope, TaskScope, to_scope
+
+__all__ = ["MetastoreStoreBackend"]
+
+T = TypeVar("T")
+ProgressCallback = Callable[[str, int], None]
+"""Called after each cleanup batch with the kind (``expired_task`` ...) and how many rows it removed."""
+
+_REFERENCE_BATCH = 1000
+"""Batch size of the reference pass of ``cleanup`` when ``state_cleanup_batch_size`` is 0 (one statement)."""
+
+
+def _upsert(dialect: sa.Dialect, table: sa.Table, updated: Sequence[str]) -> sa.Insert:
+    """One ``INSERT ... ON CONFLICT (pk) DO UPDATE`` / ``ON DUPLICATE KEY UPDATE`` statement for ``table``."""
+    if dialect.name in ("mysql", "mariadb"):
+        stmt = mysql.insert(table)
+        return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in updated})
+    insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+    pg_or_lite = insert(table)
+    return pg_or_lite.on_conflict_do_update(
+        index_elements=list(table.primary_key.columns), set_={c: pg_or_lite.excluded[c] for c in updated}
+    )
+
+
+def _insert_ignore(dialect: sa.Dialect, table: sa.Table) -> sa.Insert:
+    """An insert that does nothing when a unique column already holds the value (concurrent creators)."""
+    if dialect.name in ("mysql", "mariadb"):
+        stmt = mysql.insert(table)
+        return stmt.on_duplicate_key_update(id=table.c.id)
+    insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing()
+
+
+def _asset_match() -> sa.ColumnElement[bool]:
+    """The asset rows an ``AssetScope`` may mean (bound parameters ``name``, ``name_hash``, ``uri``...)."""
+    return sa.or_(
+        sa.and_(asset.c.name_hash == sa.bindparam("name_hash"), asset.c.name == sa.bindparam("name")),
+        sa.and_(asset.c.uri_hash == sa.bindparam("uri_hash"), asset.c.uri == sa.bindparam("uri")),
+        asset.c.asset_id == sa.bindparam("asset_id"),
+    )
+
+
+def _asset_row() -> sa.ScalarSelect[Any]:
+    """The one asset row an ``AssetScope`` resolves to: name match first, then URI, then id."""
+    priority = sa.case(
+        (asset.c.name_hash == sa.bindparam("name_hash"), 0),
+        (asset.c.uri_hash == sa.bindparam("uri_hash"), 1),
+        else_=2,
+    )
+    return sa.select(asset.c.id).where(_asset_match()).order_by(priority).limit(1).scalar_subquery()
+
+
+def _not_expired() -> sa.ColumnElement[bool]:
+    return sa.or_(task_state.c.expires_at.is_(None), task_state.c.expires_at > sa.bindparam("now"))
+
+
+def _task_exact(all_map_indices: bool) -> sa.ColumnElement[bool]:
+    clauses = [
+        task_state.c.task_hash == sa.bindparam("task_hash"),
+        task_state.c.dag_id == sa.bindparam("dag_id"),
+        task_state.c.run_id == sa.bindparam("run_id"),
+        task_state.c.task_id == sa.bindparam("task_id"),
+    ]
+    if not all_map_indices:
+        clauses.append(task_state.c.map_index == sa.bindparam("map_index"))
+    return sa.and_(*clauses)
+
+
+class _Statements:
+    """Every statement the backend runs, built once per dialect so each call only binds parameters."""
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        self.dialect = dialect
+        row = sa.and_(
+            task_state.c.id == sa.bindparam("id"), task_state.c.key == sa.bindparam("key"), _task_exact(False)
+        )
+        self.task_get = sa.select(task_state.c.value, task_state.c.expires_at).where(row)
+        self.task_set = _upsert(dialect, task_state, ("value", "updated_at", "expires_at"))
+        self.task_delete = sa.delete(task_state).where(row)
+        self.task_clear = sa.delete(task_state).where(_task_exact(False))
+        self.task_clear_all = sa.delete(task_state).where(_task_exact(True))
+        self.task_keys = sa.select(task_state.c.key).where(_task_exact(False), _not_expired())
+
+        asset_key = sa.and_(
+            asset_state.c.asset_row_id == _asset_row(),
+            asset_state.c.key_hash == sa.bindparam("key_hash"),
+            asset_state.c.key == sa.bindparam("key"),
+        )
+        self.asset_get = sa.select(asset_state.c.value, asset_state.c.expires_at).where(asset_key)
+        self.asset_set = _upsert(dialect, asset_state, ("value", "updated_at", "expires_at"))
+        self.asset_delete = sa.delete(asset_state).where(asset_key)
+        self.asset_clear = sa.delete(asset_state).where(asset_state.c.asset_row_id == _asset_row())
+        self.asset_keys = sa.select(asset_state.c.key).where(
+            asset_state.c.asset_row_id == _asset_row(),
+            sa.or_(asset_state.c.expires_at.is_(None), asset_state.c.expires_at > sa.bindparam("now")),
+        )
+        self.asset_find = sa.select(asset.c.id, asset.c.name, asset.c.uri, asset.c.asset_id, asset.c.active).where(
+            _asset_match()
+        )
+        self.asset_create = _insert_ignore(dialect, asset)
+
+
+@dataclass(frozen=True)
+class _Sweep:
+    """One kind of row ``cleanup`` removes: its table, primary key and condition."""
+
+    kind: str
+    table: sa.Table
+    where: sa.ColumnElement[bool]
+
+
+def _rowcount(stmt: sa.Executable, params: dict[str, Any] | None = None) -> Callable[[sa.Connection], int]:
+    """An operation running ``stmt`` and returning how many rows it touched."""
+
+    def run(conn: sa.Connection) -> int:
+        return conn.execute(stmt, params).rowcount  # type: ignore[attr-defined]
+
+    return run
+
+
+def _scalar_int(stmt: sa.Executable, conn: sa.Connection) -> int:
+    return int(conn.execute(stmt).scalar_one())
+
+
+def _task_params(scope: TaskScope) -> dict[str, Any]:
+    return {
+        "task_hash": task_hash(scope),
+        "dag_id": scope.dag_id,
+        "run_id": scope.run_id,
+        "task_id": scope.task_id,
+        "map_index": scope.map_index,
+    }
+
+
+def _asset_params(scope: AssetScope) -> dict[str, Any]:
+    return {
+        "name": scope.name or None,
+        "name_hash": digest(scope.name) if scope.name else None,
+        "uri": scope.uri or None,
+        "uri_hash": digest(scope.uri) if scope.uri else None,
+        "asset_id": scope.asset_id,
+    }
+
+
+def _asset_key_params(scope: AssetScope, key: str) -> dict[str, Any]:
+    return {**_asset_params(scope), "key_hash": digest(key), "key": key}
+
+
+class MetastoreStoreBackend(BaseStoreBackend):
+    """Task and asset state in SQL tables through SQLAlchemy; see the module docstring.
+
+    ``url`` overrides ``[state_store] sql_alchemy_conn`` (default: ``statestore.db`` in
+    ``STATESTORE_HOME``). ``auto_migrate`` (default: on for SQLite) creates or upgrades the schema
+    on first use; on a server database run ``state-store db migrate`` instead.
+    """
+
+    name = "metastore"
+    reference_scheme = "metastore"
+
+    def __init__(
+        self, url: str | sa.URL | None = None, *, config: Config | None = None, auto_migrate: bool | None = None
+    ) -> None:
+        super().__init__(config=config)
+        self.url = parse_url(url if url is not None else self.config.sql_alchemy_conn)
+        self.sync_url, self.async_url = driver_urls(self.url)
+        self.auto_migrate = self.url.get_backend_name() == "sqlite" if auto_migrate is None else auto_migrate
+        self._lock = threading.Lock()
+        self._engine: sa.Engine | None = None
+        self._writer: sa.Engine | None = None
+        self._statements: _Statements | None = None
+        self._async_engines = AsyncEngines(self.async_url)
+
+    @property
+    def location(self) -> str:
+        """The database URL with any password masked."""
+        return self.url.render_as_string(hide_password=True)
+
+    # -- engines and schema ---------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The sync engine; on first use it checks (or, with ``auto_migrate``, installs) the schema."""
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    engine = make_engine(self.sync_url)
+                    self._check_schema(engine)
+                    self._statements = _Statements(engine.dialect)
+                    self._writer = engine.execution_options(**{WRITE: True})
+                    self._engine = engine
+        return self._engine
+
+    def _check_schema(self, engine: sa.Engine) -> None:
+        if self.auto_migrate:
+            migrate.upgrade(engine)
+            return
+        current, head = migrate.current_revision(engine), migrate.head_revision()
+        if current != head:
+            state = "has no statestore tables" if current is None else f"is at schema revision {current}"
+            raise ConfigurationError(
+                f"the metastore database {self.location} {state}; this statestore needs revision {head}. "
+                "Run `state-store db migrate` (it applies the versioned migrations)."
+            )
+
+    def migrate(self) -> tuple[str | None, str]:
+        """Apply pending schema migrations; return the revisions before and after."""
+        engine = make_engine(self.sync_url)
+        try:
+            return migrate.upgrade(engine)
+        finally:
+            engine.dispose()
+
+    def dispose(self) -> None:
+        """Close the sync engine's pooled connections (the backend reconnects on next use)."""
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+            self._engine = self._writer = None
+
+    async def adispose(self) -> None:
+        """Close the running event loop's async engine now."""
+        await self._async_engines.dispose()
+
+    @property
+    def _stmts(self) -> _Statements:
+        self.engine  # noqa: B018 - builds the statements on first use
+        assert self._statements is not None
+        return self._statements
+
+    def _read(self, fn: Callable[[sa.Connection], T]) -> T:
+        with self.engine.connect() as conn:
+            return fn(conn)
+
+    def _write(self, fn: Callable[[sa.Connection], T]) -> T:
+        self.engine  # noqa: B018
+        assert self._writer is not None
+        with self._writer.begin() as conn:
+            return fn(conn)
+
+    async def _arun(self, fn: Callable[[sa.Connection], T], *, write: bool) -> T:
+        if self._engine is None:
+            import asyncio
+
+            await asyncio.to_thread(lambda: self.engine)
+        if is_memory_sqlite(self.url):  # aiosqlite would open a second, empty in-memory database
+            import asyncio
+
+            return await asyncio.to_thread(self._write if write else self._read, fn)
+        engine: AsyncEngine = await self._async_engines.get()
+        if write:
+            async with engine.execution_options(**{WRITE: True}).begin() as conn:
+                return await conn.run_sync(fn)
+        async with engine.connect() as conn:
+            return await conn.run_sync(fn)
+
+    # -- operations on a connection (shared by the sync and async paths) ----------------------------------
+
+    def _op_get(self, scope: StoreScope, key: str) -> Callable[[sa.Connection], StoredEntry | None]:
+        s = self._stmts
+        if isinstance(scope, TaskScope):
+            stmt, params = s.task_get, {**_task_params(scope), "id": row_hash(scope, key), "key": key}
+        else:
+            stmt, params = s.asset_get, _asset_key_params(scope, key)
+
+        def run(conn: sa.Connection) -> StoredEntry | None:
+            row = conn.execute(stmt, params).first()
+            return None if row is None else StoredEntry(row[0], row[1])
+
+        return run
+
+    def _op_set(
+        self, scope: StoreScope, key: str, value: str, expires_at: datetime | None
+    ) -> Callable[[sa.Connection], None]:
+        s, now = self._stmts, utcnow()
+        if isinstance(scope, TaskScope):
+            params = {
+                **_task_params(scope),
+                "id": row_hash(scope, key),
+                "key": key,
+                "value": value,
+                "updated_at": now,
+                "expires_at": expires_at,
+            }
+
+            def run_task(conn: sa.Connection) -> None:
+                conn.execute(s.task_set, params)
+
+            return run_task
+
+        def run_asset(conn: sa.Connection) -> None:
+            row_id = self._asset_for_write(conn, scope, now)
+            conn.execute(
+                s.asset_set,
+                {
+                    "asset_row_id": row_id,
+                    "key_hash": digest(key),
+                    "key": key,
+                    "value": value,
+                    "updated_at": now,
+                    "expires_at": expires_at,
+                },
+            )
+
+        return run_asset
+
+    def _asset_for_write(self, conn: sa.Connection, scope: AssetScope, now: datetime) -> int:
+        """The asset row for ``scope``: created if missing, completed with missing identities, reactivated."""
+        s, params = self._stmts, _asset_params(scope)
+        rows = conn.execute(s.asset_find, params).all()
+        if not rows:
+            conn.execute(s.asset_create, {**params, "active": True, "updated_at": now})
+            rows = conn.execute(s.asset_find, params).all()
+        chosen = min(rows, key=lambda r: 0 if r.name == scope.name else 1 if r.uri == scope.uri else 2)
+        others = [r for r in rows if r is not chosen]
+        updates: dict[str, Any] = {} if chosen.active else {"active": True}
+        for field in ("name", "uri", "asset_id"):
+            claimed = any(getattr(r, field) == params[field] for r in others)
+            if params[field] is not None and getattr(chosen, field) is None and not claimed:
+                updates[field] = params[field]
+                if field != "asset_id":
+                    updates[f"{field}_hash"] = params[f"{field}_hash"]
+        if updates:
+            conn.execute(sa.update(asset).where(asset.c.id == chosen.id).values(updated_at=now, **updates))
+        return int(chosen.id)
+
+    def _op_delete(self, scope: StoreScope, key: str) -> Callable[[sa.Connection], int]:
+        s = self._stmts
+        if isinstance(scope, TaskScope):
+            stmt, params = s.task_delete, {**_task_params(scope), "id": row_hash(scope, key), "key": key}
+        else:
+            stmt, params = s.asset_delete, _asset_key_params(scope, key)
+        return _rowcount(stmt, params)
+
+    def _op_clear(self, scope: StoreScope, all_map_indices: bool) -> Callable[[sa.Connection], int]:
+        s = self._stmts
+        if isinstance(scope, TaskScope):
+            stmt, params = (s.task_clear_all if all_map_indices else s.task_clear), _task_params(scope)
+        else:
+            stmt, params = s.asset_clear, _asset_params(scope)
+        return _rowcount(stmt, params)
+
+    def _op_keys(self, scope: StoreScope) -> Callable[[sa.Connection], list[str]]:
+        s = self._stmts
+        if isinstance(scope, TaskScope):
+            stmt, params = s.task_keys, {**_task_params(scope), "now": utcnow()}
+        else:
+            stmt, params = s.asset_keys, {**_asset_params(scope), "now": utcnow()}
+        return lambda conn: list(conn.execute(stmt, params).scalars())
+
+    # -- primitives ------------------------------------------------------------------------------------
+
+    def _get(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
+        return self._read(self._op_get(scope, key))
+
+    def _set(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
+        self._write(self._op_set(scope, key, value, expires_at))
+
+    def _delete(self, scope: StoreScope, key: str, session: Any) -> None:
+        self._write(self._op_delete(scope, key))
+
+    def _clear(self, scope: StoreScope, all_map_indices: bool, session: Any) -> None:
+        self._write(self._op_clear(scope, all_map_indices))
+
+    def _keys(self, scope: StoreScope, session: Any) -> list[str]:
+        return self._read(self._op_keys(scope))
+
+    async def _aget(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
+        return await self._arun(self._op_get(scope, key), write=False)
+
+    async def _aset(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
+        await self._arun(self._op_set(scope, key, value, expires_at), write=True)
+
+    async def _adelete(self, scope: StoreScope, key: str, session: Any) -> None:
+        await self._arun(self._op_delete(scope, key), write=True)
+
+    async def _aclear(self, scope: StoreScope, all_map_indices: bool, session: Any) -> None:
+        await self._arun(self._op_clear(scope, all_map_indices), write=True)
+
+    async def _akeys(self, scope: StoreScope, session: Any) -> list[str]:
+        return await self._arun(self._op_keys(scope), write=False)
+
+    # -- asset lifecycle ----------------------------------------------------------------------------------
+
+    def deactivate_asset(self, scope: Any) -> bool:
+        """Mark an asset inactive (by ``AssetScope`` or anything with ``name``/``uri``); False if unknown.
+
+        Its state stays readable until ``cleanup()``'s orphan sweep removes it; writing to the
+        asset again reactivates it.
+        """
+        asset_scope = to_scope(scope)
+        if not isinstance(asset_scope, AssetScope):
+            raise TypeError(f"deactivate_asset takes an asset, got a task scope {asset_scope!r}")
+        params = _asset_params(asset_scope)
+        row_id = self._read(lambda c: c.execute(sa.select(_asset_row()), params).scalar())
+        if row_id is None:
+            return False
+        stmt = sa.update(asset).where(asset.c.id == row_id).values(active=False, updated_at=utcnow())
+        return bool(self._write(_rowcount(stmt)))
+
+    # -- cleanup -------------------------------------------------------------------------------------------
+
+    def _sweeps(self, now: datetime) -> list[_Sweep]:
+        inactive = sa.select(asset.c.id).where(asset.c.active.is_(False))
+        return [
+            _Sweep("expired_task", task_state, task_state.c.expires_at <= now),
+            _Sweep("expired_asset", asset_state, asset_state.c.expires_at <= now),
+            _Sweep("orphaned_asset", asset_state, asset_state.c.asset_row_id.in_(inactive)),
+        ]
+
+    def cleanup(
+        self,
+        *,
+        dry_run: bool = False,
+        batch_size: int | None = None,
+        on_references: Callable[[list[str]], None] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> CleanupResult:
+        """Delete expired rows and the state of inactive assets, in batches; report what was removed.
+
+        ``batch_size`` (default ``[state_store] state_cleanup_batch_size``; 0 = one statement per
+        kind) bounds each transaction; ids are never loaded into memory. With ``on_references``,
+        rows holding a worker-side reference are deleted first, batch by batch, and their values
+        (the reference markers) are handed to the callback after each commit. ``dry_run`` only
+        counts what would go.
+        """
+        size = self.config.cleanup_batch_size if batch_size is None else batch_size
+        if size < 0:
+            raise ValueError(f"batch_size must be >= 0 (0 = one statement), got {size}")
+        result = CleanupResult()
+        for sweep in self._sweeps(utcnow()):
+            if dry_run:
+                count = sa.select(sa.func.count()).select_from(sweep.table).where(sweep.where)
+                result.add(sweep.kind, self._read(partial(_scalar_int, count)))
+                continue
+            if on_references is not None:
+                refs = _Sweep(
+                    sweep.kind,
+                    sweep.table,
+                    sa.and_(sweep.where, sweep.table.c.value.startswith(REF_PREFIX, autoescape=True)),
+                )
+                self._sweep_returning(refs, size or _REFERENCE_BATCH, on_references, result, progress)
+            self._sweep(sweep, size, result, progress)
+        return result
+
+    def _sweep(self, sweep: _Sweep, size: int, result: CleanupResult, progress: ProgressCallback | None) -> None:
+        """Batched ``DELETE``: ``LIMIT`` on MySQL, ``pk IN (SELECT pk ... LIMIT n)`` elsewhere."""
+        table = sweep.table
+        pk = sa.tuple_(*table.primary_key.columns) if len(table.primary_key.columns) > 1 else table.c.id
+        while True:
+            if size == 0:
+                stmt = sa.delete(table).where(sweep.where)
+            elif self._stmts.dialect.name in ("mysql", "mariadb"):
+                stmt = sa.delete(table).where(sweep.where).with_dialect_options(mysql_limit=size)
+            else:
+                keys = sa.select(*table.primary_key.columns).where(sweep.where).limit(size)
+                stmt = sa.delete(table).where(pk.in_(keys))
+            removed = self._write(_rowcount(stmt))
+            result.add(sweep.kind, removed)
+            if progress is not None and removed:
+                progress(sweep.kind, removed)
+            if size == 0 or removed < size:
+                return
+
+    def _sweep_returning(
+        self,
+        sweep: _Sweep,
+        size: int,
+        on_values: Callable[[list[str]], None],
+        result: CleanupResult,
+        progress: ProgressCallback | None,
+    ) -> None:
+        """Delete matching rows batch by batch and hand each committed batch's values to ``on_values``."""
+        table = sweep.table
+        cols = list(table.primary_key.columns)
+        pk = sa.tuple_(*cols) if len(cols) > 1 else table.c.id
+        batch = sa.select(*cols, table.c.value).where(sweep.where).limit(size)
+
+        def delete_batch(conn: sa.Connection) -> list[str]:
+            if conn.dialect.name in ("mysql", "mariadb"):  # no DELETE ... RETURNING with a LIMIT subquery
+                rows = conn.execute(batch.with_for_update()).all()
+                if rows:
+                    ids = [tuple(r[: len(cols)]) if len(cols) > 1 else r[0] for r in rows]
+                    conn.execute(sa.delete(table).where(pk.in_(ids), sweep.where))
+                return [r.value for r in rows]
+            keys = sa.select(*cols).where(sweep.where).limit(size)
+            return list(conn.execute(sa.delete(table).where(pk.in_(keys)).returning(table.c.value)).scalars())
+
+        while True:
+            values = self._write(delete_batch)
+            if values:
+                result.add(sweep.kind, len(values))
+                on_values(values)
+                if progress is not None:
+                    progress(sweep.kind, len(values))
+            if len(values) < size:
+                return

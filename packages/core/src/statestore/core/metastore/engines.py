@@ -1,0 +1,155 @@
+"""Engines for the metastore: URL handling, SQLite setup (WAL, real transactions) and per-event-loop async engines."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool, StaticPool
+
+from statestore.core.errors import ConfigurationError
+
+__all__ = ["WRITE", "AsyncEngines", "driver_urls", "make_engine", "parse_url"]
+
+WRITE = "statestore_write"
+"""Execution option marking a writing transaction (on SQLite it begins with ``BEGIN IMMEDIATE``)."""
+
+_SQLITE_BUSY_TIMEOUT_MS = 60_000
+# backend name -> (sync driver, async driver); a URL naming any known driver is mapped to both.
+_DRIVERS = {
+    "sqlite": ("pysqlite", "aiosqlite"),
+    "postgresql": ("psycopg", "psycopg"),
+    "mysql": ("pymysql", "aiomysql"),
+    "mariadb": ("pymysql", "aiomysql"),
+}
+_ASYNC_ONLY = {"aiosqlite", "asyncpg", "aiomysql", "asyncmy", "psycopg_async"}
+
+
+def parse_url(raw: str | sa.URL) -> sa.URL:
+    """Parse a SQLAlchemy URL, or raise ``ConfigurationError`` saying what is wrong (password masked)."""
+    try:
+        url = sa.make_url(raw)
+    except Exception as exc:  # noqa: BLE001 - ArgumentError, ValueError: both mean "not a URL"
+        raise ConfigurationError(
+            "[state_store] sql_alchemy_conn is not a SQLAlchemy URL (expected e.g. sqlite:////path/statestore.db, "
+            f"postgresql+psycopg://user@host/db or mysql+pymysql://user@host/db): {type(exc).__name__}"
+        ) from None
+    if url.get_backend_name() not in _DRIVERS:
+        raise ConfigurationError(
+            f"the metastore supports SQLite, PostgreSQL and MySQL/MariaDB; got "
+            f"{url.render_as_string(hide_password=True)!r}"
+        )
+    return url
+
+
+def driver_urls(url: sa.URL) -> tuple[sa.URL, sa.URL]:
+    """The sync and async URLs for ``url``, whichever of the two kinds of driver it names."""
+    backend = url.get_backend_name()
+    sync_driver, async_driver = _DRIVERS[backend]
+    driver = url.get_driver_name()
+    if driver in _ASYNC_ONLY:
+        sync_url = url.set(drivername=f"{backend}+{sync_driver}")
+        return sync_url, url
+    sync_url = url if "+" in url.drivername else url.set(drivername=f"{backend}+{sync_driver}")
+    if driver == "psycopg":
+        return sync_url, sync_url  # psycopg 3 is both; SQLAlchemy picks its async variant itself
+    return sync_url, url.set(drivername=f"{backend}+{async_driver}")
+
+
+def is_memory_sqlite(url: sa.URL) -> bool:
+    """True for ``sqlite://`` / ``sqlite:///:memory:``: one database per connection unless shared."""
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def _setup_sqlite(engine: sa.Engine, *, wal: bool) -> None:
+    """Real transactions on SQLite: the driver never begins on its own; writes take the lock up front.
+
+    pysqlite's default starts transactions lazily and only before DML, so a read-then-write could
+    interleave with another writer; ``BEGIN IMMEDIATE`` makes writers queue on the busy timeout
+    instead. Reads run as single autocommit statements.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if wal:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: sa.Connection) -> None:
+        if connection.get_execution_options().get(WRITE):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _engine_options(url: sa.URL) -> dict[str, Any]:
+    if url.get_backend_name() != "sqlite":
+        return {"pool_pre_ping": True}
+    if is_memory_sqlite(url):
+        return {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    return {}
+
+
+def make_engine(url: sa.URL) -> sa.Engine:
+    """A sync engine for ``url``; for an SQLite file, create its directory and switch on WAL."""
+    engine = sa.create_engine(url, **_engine_options(url))
+    if url.get_backend_name() == "sqlite":
+        if not is_memory_sqlite(url):
+            Path(str(url.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _setup_sqlite(engine, wal=not is_memory_sqlite(url))
+    return engine
+
+
+async def _dispose_at_loop_shutdown(engine: AsyncEngine) -> AsyncIterator[None]:
+    """An async generator the loop finalises on shutdown (``asyncio.run``), disposing the engine in time."""
+    try:
+        yield
+    finally:
+        await engine.dispose()
+
+
+class AsyncEngines:
+    """One async engine per running event loop; pooled connections never cross loops.
+
+    A pool's connections belong to the loop that opened them. Each engine registers an async
+    generator with its loop, whose ``finally`` disposes the engine when the loop shuts down
+    (``asyncio.run`` and pytest-asyncio do this), so connections close on their own loop.
+    SQLite connections are cheap and not pooled.
+    """
+
+    def __init__(self, url: sa.URL) -> None:
+        self.url = url
+        self._engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[AsyncEngine, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def get(self) -> AsyncEngine:
+        """The engine for the running loop, created on first use."""
+        loop = asyncio.get_running_loop()
+        found = self._engines.get(loop)
+        if found is not None:
+            return found[0]
+        is_sqlite = self.url.get_backend_name() == "sqlite"
+        engine = create_async_engine(self.url, **({"poolclass": NullPool} if is_sqlite else {"pool_pre_ping": True}))
+        if is_sqlite:
+            _setup_sqlite(engine.sync_engine, wal=True)
+        finalizer = _dispose_at_loop_shutdown(engine)
+        await finalizer.__anext__()
+        self._engines[loop] = (engine, finalizer)
+        return engine
+
+    async def dispose(self) -> None:
+        """Close the running loop's engine now (e.g. before closing a loop that skips asyncgen shutdown)."""
+        found = self._engines.pop(asyncio.get_running_loop(), None)
+        if found is not None:
+            await found[1].aclose()

@@ -1,0 +1,47 @@
+"""Versioned schema migrations (Alembic, shipped inside the package: no ``alembic.ini`` needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from statestore.core.metastore.schema import ALEMBIC_VERSION_TABLE
+
+__all__ = ["current_revision", "head_revision", "upgrade"]
+
+_SCRIPTS = Path(__file__).with_name("migrations")
+
+
+def _alembic_config(connection: sa.Connection | None = None) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(_SCRIPTS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest schema revision this version of statestore knows."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    """The revision the database is at, or None when the metastore was never installed there."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(
+            connection, opts={"version_table": ALEMBIC_VERSION_TABLE}
+        ).get_current_revision()
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> tuple[str | None, str]:
+    """Bring the database to ``revision``; return ``(revision before, revision after)``."""
+    before = current_revision(engine)
+    with engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), revision)
+    return before, current_revision(engine) or ""
