@@ -1,0 +1,375 @@
+"""``GCSStoreBackend``: task and asset state as one Google Cloud Storage object per key.
+
+Every rule (object names, references, expiry and encoding metadata, threshold, compression,
+batched clear, cleanup) comes from :class:`statestore.core.objectstore.ObjectStoreBackend`; this
+module supplies only GCS's storage primitives and settings:
+
+* one request per primitive: a multipart upload (data, metadata, ``customTime``, KMS key), a media
+  download whose ``x-goog-meta-*`` response headers carry the metadata, a delete;
+* listings of up to 1000 objects per page, which carry each object's metadata;
+* deletes in batch requests of up to 100 calls (the GCS limit), built in Google's documented
+  ``multipart/mixed`` format and sent through the client's authorised session;
+* the expiry is also written as the object's ``customTime``, so a bucket lifecycle rule
+  ``daysSinceCustomTime`` reclaims expired objects without any client
+  (:meth:`GCSStoreBackend.lifecycle_rule`, ``state-store gcs lifecycle``).
+
+google-cloud-storage is synchronous; the async twins run these primitives in worker threads
+(the layer's default), so the event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from datetime import datetime
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import google.auth
+import requests
+from google.api_core import exceptions as api_exceptions
+from google.api_core.retry import Retry
+from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError
+from google.cloud import storage
+from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from statestore.core.config import Config
+from statestore.core.errors import ConfigurationError, StorageError
+from statestore.core.objectstore import ListedObject, ObjectStoreBackend, StoredObject
+
+__all__ = ["GCSStoreBackend"]
+
+_SECTION = "statestore_gcs"
+_LIST_PAGE_SIZE = 1000  # the most one objects.list request returns
+_META_HEADER = "x-goog-meta-"
+_RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
+_STATUS_LINE = re.compile(rb"^HTTP/\d(?:\.\d)? (\d{3})(.*)$", re.MULTILINE)
+_CONTENT_ID = re.compile(rb"^Content-ID:\s*<response-(\d+)>", re.MULTILINE | re.IGNORECASE)
+_PERMISSIONS = {
+    "read": "storage.objects.get",
+    "write": "storage.objects.create and storage.objects.delete",
+    "delete": "storage.objects.delete",
+    "list": "storage.objects.list",
+    "batch-delete": "storage.objects.delete",
+    "read the lifecycle of": "storage.buckets.get",
+    "update the lifecycle of": "storage.buckets.update",
+}
+_SERVICE_ERRORS = (
+    api_exceptions.GoogleAPICallError,
+    api_exceptions.RetryError,
+    GoogleAuthError,
+    requests.RequestException,
+    InvalidResponse,
+    DataCorruption,
+)
+
+
+class _MetadataBlob(storage.Blob):  # type: ignore[misc]  # google-cloud-storage ships no type hints
+    """A blob that keeps the ``x-goog-meta-*`` headers of its media download as its metadata.
+
+    google-cloud-storage hands the download response to ``_extract_headers_from_download`` but
+    keeps only the standard headers there; GCS also sends custom metadata, so keeping it saves
+    the second (metadata) request a plain ``download_as_bytes`` would need.
+    """
+
+    def _extract_headers_from_download(self, response: Any) -> None:
+        super()._extract_headers_from_download(response)
+        self._properties["metadata"] = {
+            header[len(_META_HEADER) :].lower(): value
+            for header, value in response.headers.items()
+            if header.lower().startswith(_META_HEADER)
+        }
+
+
+class GCSStoreBackend(ObjectStoreBackend):
+    """Task/asset state in a GCS bucket under an optional prefix; serves both roles.
+
+    Keyword arguments override the ``[statestore_gcs]`` settings of the same name; with none, the
+    backend is configured from that section alone (as Airflow instantiates it). Credentials come
+    from Google's standard chain (Application Default Credentials), or from the service-account
+    (or other credential) file named by ``credentials_file``; with ``STORAGE_EMULATOR_HOST`` set
+    the client talks to that emulator anonymously.
+    """
+
+    name = "gcs"
+    reference_scheme = "gs"
+    config_section = _SECTION
+    delete_batch_size: ClassVar[int] = 100
+    max_name_bytes: ClassVar[int | None] = 1024
+
+    def __init__(
+        self,
+        bucket: str | None = None,
+        prefix: str | None = None,
+        *,
+        project: str | None = None,
+        credentials_file: str | None = None,
+        endpoint: str | None = None,
+        kms_key_name: str | None = None,
+        threshold: int | None = None,
+        compression: str | None = None,
+        retry_deadline: float | None = None,
+        timeout: float | None = None,
+        config: Config | None = None,
+    ) -> None:
+        super().__init__(bucket=bucket, prefix=prefix, threshold=threshold, compression=compression, config=config)
+        self.project = project or self._setting("project")
+        self.credentials_file = credentials_file or self._setting("credentials_file")
+        self.endpoint = endpoint or self._setting("endpoint")
+        self.kms_key_name = kms_key_name or self._setting("kms_key_name")
+        self.retry_deadline = self._positive("retry_deadline", retry_deadline, 120.0)
+        self.timeout = self._positive("timeout", timeout, 60.0)
+        self._retry: Retry = DEFAULT_RETRY.with_timeout(self.retry_deadline)
+        self._client_lock = threading.Lock()
+        self._client: storage.Client | None = None
+        self._bucket_handle: storage.Bucket | None = None
+
+    # -- settings ---------------------------------------------------------------------------------------
+
+    def _setting(self, key: str) -> str | None:
+        return (self.config.get(_SECTION, key) or "").strip() or None
+
+    def _positive(self, key: str, given: float | None, default: float) -> float:
+        value = self.config.getfloat(_SECTION, key, default) if given is None else given
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigurationError(f"[{_SECTION}] {key} must be a positive number of seconds, got {value!r}")
+        return float(value)
+
+    def _check_bucket(self, bucket: str) -> str:
+        bucket = bucket.strip()
+        if not _BUCKET_NAME.fullmatch(bucket) or ("." not in bucket and len(bucket) > 63) or ".." in bucket:
+            raise ConfigurationError(
+                f"GCSStoreBackend: invalid bucket name {bucket!r}; GCS bucket names are 3-63 characters "
+                "(up to 222 with dots) of lower-case letters, digits, '-', '_' and '.', "
+                "starting and ending with a letter or digit"
+            )
+        return bucket
+
+    # -- the client --------------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> storage.Client:
+        """The google-cloud-storage client, created on first use (so constructing never touches the network)."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._make_client()
+                self._bucket_handle = self._client.bucket(self.bucket)
+            return self._client
+
+    @property
+    def _bucket(self) -> storage.Bucket:
+        if self._bucket_handle is None:
+            self.client  # noqa: B018 - creates the client and the bucket handle
+        assert self._bucket_handle is not None
+        return self._bucket_handle
+
+    def _make_client(self) -> storage.Client:
+        credentials = None
+        project = self.project
+        if self.credentials_file:
+            try:
+                credentials, file_project = google.auth.load_credentials_from_file(  # type: ignore[no-untyped-call]
+                    self.credentials_file, scopes=storage.Client.SCOPE
+                )
+            except DefaultCredentialsError as exc:
+                raise ConfigurationError(
+                    f"[{_SECTION}] credentials_file {self.credentials_file!r} cannot be used: {exc}. "
+                    "Name a service-account key or other Google credentials file, or unset it to use "
+                    "Application Default Credentials."
+                ) from exc
+            project = project or file_project
+        options = {"api_endpoint": self.endpoint} if self.endpoint else None
+        try:
+            return storage.Client(project=project, credentials=credentials, client_options=options)
+        except DefaultCredentialsError as exc:
+            raise ConfigurationError(
+                "GCSStoreBackend found no Google credentials. Use Application Default Credentials "
+                "(GOOGLE_APPLICATION_CREDENTIALS, `gcloud auth application-default login`, or the "
+                f"metadata server on Google Cloud), or set [{_SECTION}] credentials_file. Cause: {exc}"
+            ) from exc
+
+    @contextmanager
+    def _calling(self, action: str, name: str = "") -> Iterator[None]:
+        """Translate the client's errors while doing ``action`` on ``name`` into ``StorageError``."""
+        where = f"gs://{self.bucket}/{name}"
+        try:
+            yield
+        except api_exceptions.Forbidden as exc:
+            raise StorageError(
+                f"GCS refused to {action} {where}: {exc.message}. The credentials need "
+                f"{_PERMISSIONS.get(action, 'access')} on bucket {self.bucket!r} (see the statestore-gcs README)."
+            ) from exc
+        except _SERVICE_ERRORS as exc:
+            raise StorageError(f"GCS could not {action} {where}: {exc}") from exc
+
+    # -- primitives ----------------------------------------------------------------------------------------
+
+    def _put_object(self, name: str, data: bytes, metadata: Mapping[str, str], expires_at: datetime | None) -> None:
+        blob = self._bucket.blob(name, kms_key_name=self.kms_key_name)
+        blob.metadata = dict(metadata)
+        blob.custom_time = expires_at
+        with self._calling("write", name):
+            # Unconditional retry: a replayed upload writes the same bytes again.
+            blob.upload_from_string(
+                data, content_type="application/octet-stream", retry=self._retry, timeout=self.timeout
+            )
+
+    def _get_object(self, name: str) -> StoredObject | None:
+        blob = _MetadataBlob(name, self._bucket)
+        with self._calling("read", name):
+            try:
+                data = blob.download_as_bytes(raw_download=True, retry=self._retry, timeout=self.timeout)
+            except api_exceptions.NotFound:
+                return None
+        return StoredObject(data, blob.metadata or {})
+
+    def _delete_object(self, name: str) -> None:
+        with self._calling("delete", name), suppress(api_exceptions.NotFound):
+            self._bucket.blob(name).delete(retry=self._retry, timeout=self.timeout)
+
+    def _head_object(self, name: str) -> Mapping[str, str] | None:
+        with self._calling("read", name):
+            blob = self._bucket.get_blob(name, retry=self._retry, timeout=self.timeout)
+        return None if blob is None else dict(blob.metadata or {})
+
+    def _list_objects(self, prefix: str) -> Iterator[list[ListedObject]]:
+        with self._calling("list", prefix):
+            listing = self.client.list_blobs(
+                self._bucket,
+                prefix=prefix,
+                page_size=_LIST_PAGE_SIZE,
+                fields="items(name,metadata),nextPageToken",
+                retry=self._retry,
+                timeout=self.timeout,
+            )
+            for page in listing.pages:
+                yield [ListedObject(blob.name, dict(blob.metadata or {})) for blob in page]
+
+    def _delete_objects(self, names: Sequence[str]) -> Mapping[str, str]:
+        """Delete ``names`` (at most 100) in one batch request; calls refused with 429/5xx are retried."""
+        if len(names) > self.delete_batch_size:
+            raise ValueError(f"a GCS batch holds at most {self.delete_batch_size} calls, got {len(names)}")
+        failures: dict[str, str] = {}
+        pending = list(names)
+
+        def attempt() -> None:
+            nonlocal pending
+            outcomes = self._send_delete_batch(pending)
+            retry_later = []
+            for name, (status, reason) in zip(pending, outcomes, strict=True):
+                if status in _RETRYABLE_STATUS:
+                    retry_later.append(name)
+                elif status >= 300 and status != 404:
+                    failures[name] = f"HTTP {status} {reason}".strip()
+            pending = retry_later
+            if pending:
+                raise api_exceptions.ServiceUnavailable(  # type: ignore[no-untyped-call]
+                    f"GCS refused {len(pending)} calls of a batch; retrying them"
+                )
+
+        with self._calling("batch-delete", f"{len(names)} objects"):
+            try:
+                self._retry(attempt)()
+            except api_exceptions.RetryError as exc:
+                reason = f"still refused when the retry deadline passed: {exc.cause}"
+                failures.update(dict.fromkeys(pending, reason))
+        return failures
+
+    def _send_delete_batch(self, names: Sequence[str]) -> list[tuple[int, str]]:
+        """POST one ``multipart/mixed`` batch of DELETE calls; return ``(status, reason)`` per name, in order."""
+        boundary = f"statestore_{secrets.token_hex(12)}"
+        bucket_path = f"/storage/v1/b/{quote(self.bucket, safe='')}/o/"
+        # Every part carries a Content-ID (fake-gcs-server skips parts without one) and its own
+        # empty header block, with CRLF line ends, as in Google's batch documentation.
+        body = (
+            "".join(
+                f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <{index}>\r\n\r\n"
+                f"DELETE {bucket_path}{quote(name, safe='')} HTTP/1.1\r\n\r\n\r\n"
+                for index, name in enumerate(names)
+            )
+            + f"--{boundary}--\r\n"
+        )
+        client = self.client
+        response = client._http.request(
+            "POST",
+            f"{client.api_endpoint}/batch/storage/v1",
+            data=body.encode("utf-8"),
+            headers={"Content-Type": f"multipart/mixed; boundary={boundary}"},
+            timeout=self.timeout,
+        )
+        if response.status_code >= 300:
+            raise api_exceptions.from_http_response(response)  # type: ignore[no-untyped-call]
+        return _batch_outcomes(response, len(names))
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    def lifecycle_rule(self, days: int = 1) -> dict[str, Any]:
+        """The bucket lifecycle rule that deletes this backend's objects ``days`` after their expiry.
+
+        Objects carry their expiry as ``customTime``; objects that never expire have none and are
+        never matched. With a prefix, the rule is limited to it (``matchesPrefix``).
+        """
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+            raise ValueError(f"days must be a non-negative integer, got {days!r}")
+        condition: dict[str, Any] = {"daysSinceCustomTime": days}
+        if self.prefix:
+            condition["matchesPrefix"] = [self._root]
+        return {"action": {"type": "Delete"}, "condition": condition}
+
+    def install_lifecycle_rule(self, days: int = 1) -> bool:
+        """Add :meth:`lifecycle_rule` to the bucket, replacing an earlier one for this prefix; keep other rules.
+
+        Returns False when the bucket already had exactly this rule. The update is conditional on
+        the bucket's metageneration, so a concurrent change to the bucket is not overwritten.
+        """
+        ours = self.lifecycle_rule(days)
+        with self._calling("read the lifecycle of"):
+            bucket = self.client.get_bucket(self.bucket, retry=self._retry, timeout=self.timeout)
+        rules = [dict(rule) for rule in bucket.lifecycle_rules]
+        others = [rule for rule in rules if not self._is_own_rule(rule)]
+        if ours in rules and len(others) == len(rules) - 1:
+            return False
+        bucket.lifecycle_rules = [*others, ours]
+        with self._calling("update the lifecycle of"):
+            bucket.patch(if_metageneration_match=bucket.metageneration, retry=self._retry, timeout=self.timeout)
+        return True
+
+    def _is_own_rule(self, rule: Mapping[str, Any]) -> bool:
+        condition = rule.get("condition") or {}
+        return (
+            rule.get("action") == {"type": "Delete"}
+            and set(condition) <= {"daysSinceCustomTime", "matchesPrefix"}
+            and "daysSinceCustomTime" in condition
+            and condition.get("matchesPrefix") == self.lifecycle_rule()["condition"].get("matchesPrefix")
+        )
+
+
+def _batch_outcomes(response: requests.Response, expected: int) -> list[tuple[int, str]]:
+    """``(status, reason)`` of each call in a batch response, ordered like the request's parts."""
+    match = re.search(r'boundary="?([^";]+)"?', response.headers.get("Content-Type", ""))
+    if match is None:
+        raise StorageError(f"GCS batch response is not multipart: {response.headers.get('Content-Type')!r}")
+    delimiter = b"--" + match.group(1).encode()
+    parts = [part for part in response.content.split(delimiter)[1:] if not part.startswith(b"--")]
+    outcomes: dict[int, tuple[int, str]] = {}
+    for position, part in enumerate(parts):
+        status = _STATUS_LINE.search(part)
+        if status is None:
+            raise StorageError(f"GCS batch response part {position} has no HTTP status line")
+        content_id = _CONTENT_ID.search(part)
+        index = int(content_id.group(1)) if content_id else position
+        body = re.split(rb"\r?\n\r?\n", part[status.end() :], maxsplit=1)[-1].strip()
+        reason = status.group(2).decode("latin-1").strip()
+        if body:
+            reason = f"{reason}: {body[:300].decode('utf-8', 'replace')}"
+        outcomes[index] = (int(status.group(1)), reason)
+    if sorted(outcomes) != list(range(expected)):
+        raise StorageError(
+            f"GCS batch response answers {len(outcomes)} calls of {expected}; nothing is assumed deleted"
+        )
+    return [outcomes[index] for index in range(expected)]

@@ -1,0 +1,62 @@
+"""The ``statestore.plugins`` entry point of statestore-gcs: announces ``gcs`` and ``state-store gcs`` lightly.
+
+Nothing here imports google-cloud-storage; the backend is imported only when selected or when a
+``state-store gcs`` command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from statestore.core.plugins import BackendSpec, hookimpl
+
+
+@hookimpl
+def statestore_backends() -> list[BackendSpec]:
+    """Announce ``gcs`` (server-side store and worker-side backend)."""
+    return [
+        BackendSpec(
+            name="gcs",
+            class_path="statestore.gcs.backend:GCSStoreBackend",
+            description="one Google Cloud Storage object per key; expiry as customTime for bucket lifecycle rules",
+            requires=("google.cloud.storage",),
+        )
+    ]
+
+
+@hookimpl
+def statestore_cli(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``state-store gcs lifecycle [--apply] [--days N] [--bucket B] [--prefix P]``."""
+    gcs = subparsers.add_parser("gcs", help="Google Cloud Storage backend tools")
+    commands = gcs.add_subparsers(dest="gcs_command", required=True, metavar="COMMAND")
+    lifecycle = commands.add_parser(
+        "lifecycle",
+        help="print (or install with --apply) the bucket lifecycle rule that deletes expired objects",
+        description=(
+            "Objects written with an expiry carry it as their customTime. This prints the bucket "
+            "lifecycle configuration that deletes them DAYS days after it, for `gcloud storage buckets "
+            "update gs://BUCKET --lifecycle-file=FILE`; --apply adds it to the bucket instead "
+            "(needs storage.buckets.get and storage.buckets.update), keeping the bucket's other rules."
+        ),
+    )
+    lifecycle.add_argument("--apply", action="store_true", help="install the rule on the bucket")
+    lifecycle.add_argument("--days", type=int, default=1, help="days after expiry before deletion (default 1)")
+    lifecycle.add_argument("--bucket", help="bucket (default: [statestore_gcs] bucket)")
+    lifecycle.add_argument("--prefix", help="object prefix (default: [statestore_gcs] prefix)")
+    lifecycle.set_defaults(func=_lifecycle)
+
+
+def _lifecycle(args: argparse.Namespace) -> int:
+    from statestore.gcs.backend import GCSStoreBackend
+
+    backend = GCSStoreBackend(bucket=args.bucket, prefix=args.prefix)
+    rule = backend.lifecycle_rule(args.days)
+    if not args.apply:
+        print(json.dumps({"lifecycle": {"rule": [rule]}}, indent=2))
+        return 0
+    changed = backend.install_lifecycle_rule(args.days)
+    state = "installed" if changed else "already installed"
+    print(f"lifecycle rule {state} on gs://{backend.bucket}: {json.dumps(rule)}")
+    return 0
