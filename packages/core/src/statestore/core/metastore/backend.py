@@ -344,7 +344,8 @@ class MetastoreStoreBackend(BaseStoreBackend):
         rows = conn.execute(s.asset_find, params).all()
         if not rows:
             conn.execute(s.asset_create, {**params, "active": True, "updated_at": now})
-            rows = conn.execute(s.asset_find, params).all()
+            # A locking read sees a row a concurrent creator committed (MySQL's snapshot would not).
+            rows = conn.execute(s.asset_find.with_for_update(), params).all()
         chosen = min(rows, key=lambda r: 0 if r.name == scope.name else 1 if r.uri == scope.uri else 2)
         others = [r for r in rows if r is not chosen]
         updates: dict[str, Any] = {} if chosen.active else {"active": True}
