@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -147,7 +146,7 @@ class RedisStoreBackend(BaseStoreBackend):
             )
         except ValueError as exc:
             raise ConfigurationError(f"[{SECTION}] url {_mask_url(self.url)!r} is invalid: {exc}") from None
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aredis.Redis] = weakref.WeakKeyDictionary()
+        self._aclients: dict[asyncio.AbstractEventLoop, tuple[aredis.Redis, asyncio.Task[None]]] = {}
 
     # -- configuration -------------------------------------------------------------------------------
 
@@ -176,16 +175,27 @@ class RedisStoreBackend(BaseStoreBackend):
     # -- clients ---------------------------------------------------------------------------------------
 
     def _aclient(self) -> aredis.Redis:
-        """The asyncio client of the running event loop (redis.asyncio connections belong to one loop)."""
+        """The asyncio client of the running event loop (redis.asyncio connections belong to one loop).
+
+        A guard task, cancelled when the loop shuts down (``asyncio.run`` and ``asyncio.Runner``
+        cancel pending tasks before closing), closes the client's connections inside that loop.
+        """
         loop = asyncio.get_running_loop()
-        client = self._aclients.get(loop)
-        if client is None:
+        entry = self._aclients.get(loop)
+        if entry is None:
             attempts, base, cap = self._backoff
             client = aredis.Redis.from_url(
                 self.url, retry=AsyncRetry(ExponentialBackoff(cap, base), attempts, _RETRYABLE), **self._options
             )
-            self._aclients[loop] = client
-        return client
+            entry = self._aclients[loop] = (client, loop.create_task(self._close_with_loop(loop, client)))
+        return entry[0]
+
+    async def _close_with_loop(self, loop: asyncio.AbstractEventLoop, client: aredis.Redis) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self._aclients.pop(loop, None)
+            await client.aclose()
 
     def close(self) -> None:
         """Close the pooled sync connections (they reopen on next use)."""
@@ -193,9 +203,10 @@ class RedisStoreBackend(BaseStoreBackend):
 
     async def aclose(self) -> None:
         """Close the asyncio connections of the running event loop (they reopen on next use)."""
-        client = self._aclients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        entry = self._aclients.get(asyncio.get_running_loop())
+        if entry is not None:
+            entry[1].cancel()
+            await asyncio.wait([entry[1]])  # the guard closes the client; its cancellation stays inside it
 
     @contextmanager
     def _errors(self, operation: str) -> Iterator[None]:

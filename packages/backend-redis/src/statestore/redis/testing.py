@@ -1,20 +1,29 @@
 """Helpers to verify the Redis backend's round trips against a real server (tests and benchmarks).
 
 :class:`CommandCounter` watches ``MONITOR`` on its own connection and counts the commands that
-clients with a given ``CLIENT SETNAME`` send, as the server saw them: a script's inner commands
-are not counted (they run inside the one ``EVALSHA``), a pipeline's commands are. With the
-backend sending one command per operation, commands per operation equal round trips per operation.
+clients with a given ``CLIENT SETNAME`` send, as the server saw them, apart from the commands their
+scripts run inside one ``EVALSHA`` (counted separately: that is the server-side cost). A client
+that sends one unpipelined command per operation makes one round trip per operation.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections import Counter
+from dataclasses import dataclass, field
 from types import TracebackType
 
 import redis
 
-__all__ = ["CommandCounter"]
+__all__ = ["CommandCounter", "Commands"]
+
+
+@dataclass
+class Commands:
+    """Commands by lower-case name: ``sent`` by the client (each a round trip), ``scripted`` by its scripts."""
+
+    sent: Counter[str] = field(default_factory=Counter)
+    scripted: Counter[str] = field(default_factory=Counter)
 
 
 class CommandCounter:
@@ -45,8 +54,8 @@ class CommandCounter:
     def _addresses(self) -> set[str]:
         return {c["addr"] for c in self._client.client_list() if c.get("name") == self.client_name}
 
-    def take(self) -> Counter[str]:
-        """Commands (lower-case names) the named clients sent since the previous call."""
+    def take(self) -> Commands:
+        """What the named clients sent, and what their scripts ran, since the previous call."""
         marker = f"statestore-counter-{secrets.token_hex(8)}"
         self._client.echo(marker)
         seen: list[tuple[str, str]] = []
@@ -55,6 +64,16 @@ class CommandCounter:
             command = str(event["command"])
             if marker in command:
                 break
-            seen.append((f"{event['client_address']}:{event['client_port']}", command))
-        addresses = self._addresses()
-        return Counter(command.split(" ", 1)[0].lower() for address, command in seen if address in addresses)
+            address = "lua" if event["client_type"] == "lua" else f"{event['client_address']}:{event['client_port']}"
+            seen.append((address, command.split(" ", 1)[0].lower()))
+        ours = self._addresses()
+        commands = Commands()
+        sender_is_ours = False
+        for address, name in seen:
+            if address != "lua":
+                sender_is_ours = address in ours
+                if sender_is_ours:
+                    commands.sent[name] += 1
+            elif sender_is_ours:  # MONITOR lists a script's commands right after the EVALSHA that ran them
+                commands.scripted[name] += 1
+        return commands

@@ -1,0 +1,125 @@
+"""Round trips and server-side cost, counted by the server itself (MONITOR, filtered by client name)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import pytest
+import redis
+
+from statestore.core import AssetScope, TaskScope
+from statestore.core.base import utcnow
+from statestore.core.scopes import StoreScope
+from statestore.redis import RedisStoreBackend
+from statestore.redis.testing import CommandCounter, Commands
+
+SCOPES = [TaskScope("dag", "run", "task", 2), AssetScope(uri="s3://bucket/orders")]
+
+
+@pytest.fixture
+def counted(redis_url: str, backend: RedisStoreBackend) -> Iterator[CommandCounter]:
+    # Warm up: open the connection and load the scripts, whose one-time cost is not per operation.
+    warm = TaskScope("warm", "up", "task")
+    backend.set(warm, "k", '"v"')
+    backend.delete(warm, "k")
+    backend.clear(warm)
+    backend.clear(warm, all_map_indices=True)
+    with CommandCounter(redis_url, backend._options["client_name"]) as counter:
+        yield counter
+
+
+def one(command: str) -> Counter[str]:
+    return Counter({command: 1})
+
+
+@pytest.mark.parametrize("scope", SCOPES, ids=["task", "asset"])
+def test_one_round_trip_per_operation(scope: StoreScope, backend: RedisStoreBackend, counted: CommandCounter) -> None:
+    backend.set(scope, "k", '"v"', expires_at=utcnow() + timedelta(minutes=5))
+    assert counted.take().sent == one("evalsha")
+    backend.set(scope, "k", '"w"')
+    assert counted.take().sent == one("evalsha")
+    assert backend.get(scope, "k") == '"w"'
+    assert counted.take().sent == one("get")
+    assert backend.get(scope, "missing") is None
+    assert counted.take().sent == one("get")
+    backend.delete(scope, "k")
+    assert counted.take().sent == one("evalsha")
+    backend.delete(scope, "k")
+    assert counted.take().sent == one("evalsha")
+    assert backend.keys(scope) == []
+    assert counted.take().sent == one("zrangebyscore")
+    ref = backend.store_value(scope, "r", '"x"')
+    assert backend.load_value(ref) == '"x"'  # type: ignore[arg-type]
+    assert counted.take().sent == Counter({"evalsha": 1, "get": 1})
+
+
+@pytest.mark.parametrize("scope", SCOPES, ids=["task", "asset"])
+async def test_one_round_trip_per_async_operation(
+    scope: StoreScope, backend: RedisStoreBackend, counted: CommandCounter
+) -> None:
+    await backend.aset(scope, "k", '"v"')  # opens this loop's connection and checks the script cache
+    counted.take()
+    await backend.aset(scope, "k", '"w"', expires_at=utcnow() + timedelta(minutes=5))
+    assert counted.take().sent == one("evalsha")
+    assert await backend.aget(scope, "k") == '"w"'
+    assert counted.take().sent == one("get")
+    await backend.adelete(scope, "k")
+    assert counted.take().sent == one("evalsha")
+    await backend.aclear(scope)
+    assert counted.take().sent == one("evalsha")
+    await backend.aclose()
+
+
+def populate(backend: RedisStoreBackend, admin: redis.Redis, unrelated: int) -> None:
+    """Three keys in each of map indices 0..2 of one task and in one asset, plus unrelated keys of other scopes."""
+    for map_index in range(3):
+        for key in ("a", "b", "c"):
+            backend.set(TaskScope("dag", "run", "task", map_index), key, '"v"')
+    for key in ("a", "b", "c"):
+        backend.set(AssetScope(name="orders"), key, '"v"')
+    pipe = admin.pipeline(transaction=False)
+    for i in range(unrelated):
+        # Neighbours: the same task ids in another run, another asset, and keys outside the prefix.
+        pipe.set(backend.layout.value_key(TaskScope("dag", "run2", "task", i % 5), f"k{i}"), ":1")
+        pipe.set(backend.layout.value_key(AssetScope(name=f"orders{i}"), "a"), ":1")
+        pipe.set(f"{backend.key_prefix}unrelated:{i}", "1")
+    pipe.execute()
+
+
+def clear_costs(backend: RedisStoreBackend, counter: CommandCounter) -> list[Commands]:
+    costs = []
+    for scope, all_map_indices in (
+        (TaskScope("dag", "run", "task", 0), False),
+        (TaskScope("dag", "run", "task", 1), True),
+        (AssetScope(name="orders"), False),
+    ):
+        counter.take()
+        backend.clear(scope, all_map_indices=all_map_indices)
+        costs.append(counter.take())
+    return costs
+
+
+def test_clear_cost_is_independent_of_unrelated_keys(
+    redis_url: str, make_backend: Callable[..., RedisStoreBackend], admin: redis.Redis
+) -> None:
+    measured = []
+    for unrelated in (0, 3000):
+        backend = make_backend()
+        populate(backend, admin, unrelated)
+        assert admin.dbsize() >= 12 + 3 * unrelated
+        with CommandCounter(redis_url, backend._options["client_name"]) as counter:
+            measured.append(clear_costs(backend, counter))
+        assert backend.keys(AssetScope(name="orders")) == []
+        assert all(backend.keys(TaskScope("dag", "run", "task", i)) == [] for i in range(3))
+        if unrelated:
+            assert admin.exists(backend.layout.value_key(AssetScope(name="orders0"), "a")) == 1
+    without, with_many = measured
+    for alone, crowded in zip(without, with_many, strict=True):
+        assert crowded.sent == alone.sent == one("evalsha")
+        assert crowded.scripted == alone.scripted
+        assert not {"scan", "keys"} & set(crowded.scripted)
+    # Clearing one map index deletes exactly its three values in one DEL; all map indices: one DEL per index.
+    assert without[0].scripted["del"] == 2  # the values, then the index
+    assert without[1].scripted["del"] == 2 * 2 + 1  # two remaining map indices, then the map-index set
