@@ -20,7 +20,7 @@ from typing import Any
 
 from statestore.core.errors import ConfigurationError
 
-__all__ = ["DEFAULTS", "Config", "Setting", "load_config", "mask_secret", "statestore_home"]
+__all__ = ["DEFAULTS", "PLUGIN_SECTION_PREFIX", "Config", "Setting", "load_config", "mask_secret", "statestore_home"]
 
 DEFAULTS: dict[str, dict[str, str]] = {
     "state_store": {
@@ -35,9 +35,12 @@ DEFAULTS: dict[str, dict[str, str]] = {
 }
 # Airflow's default server backend is its own metastore; for statestore that means "our default".
 _AIRFLOW_OWN_DEFAULT = ("state_store", "backend", "airflow.state.metastore.MetastoreBackend")
+PLUGIN_SECTION_PREFIX = "statestore_"
+"""Plugins read the section ``statestore_<plugin>`` (env-var friendly: no dots)."""
 _ALIASES = {("workers", "state_store_backend"): ("workers", "state_backend")}
 _SECRET_KEY = re.compile(r"password|passwd|secret|token|credential|private_key|access_key|api_key", re.I)
 _URL_PASSWORD = re.compile(r"(//[^/:@\s]*:)([^@/\s]+)(@)")
+_QUERY_SECRET = re.compile(r"([?&;](?:password|passwd|secret|token|sig|signature|access_key|api_key)=)[^&;\s]+", re.I)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -52,7 +55,7 @@ def mask_secret(key: str, value: str) -> str:
     """Hide a secret setting entirely, and the password inside any URL-valued setting."""
     if value and _SECRET_KEY.search(key):
         return "***"
-    return _URL_PASSWORD.sub(r"\1***\3", value)
+    return _QUERY_SECRET.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", value))
 
 
 @dataclass(frozen=True)
@@ -116,40 +119,68 @@ class Config:
         return cls(values, environ=environ or {})
 
     def setting(self, section: str, key: str, fallback: str | None = None) -> Setting | None:
-        """The effective setting for ``section.key`` with its source, or None when unset and no default."""
+        """The effective setting for ``section.key`` with its source, or None when unset and no default.
+
+        Sources are tried in order (code, Airflow, environment, file); within each, the canonical
+        name before its aliases, so ``STATESTORE__WORKERS__STATE_STORE_BACKEND`` beats the file.
+        """
         section, key = section.lower(), key.lower()
-        for sec, k in ((section, key), *[a for a, target in _ALIASES.items() if target == (section, key)]):
-            found = self._lookup(sec, k)
-            if found is not None:
-                return Setting(section, key, *found)
+        names = [(section, key), *[alias for alias, target in _ALIASES.items() if target == (section, key)]]
+        for source in (self._from_code, self._from_airflow, self._from_env, self._from_file):
+            for sec, k in names:
+                found = source(sec, k)
+                if found is not None:
+                    return Setting(section, key, *found)
         default = DEFAULTS.get(section, {}).get(key, fallback)
         return None if default is None else Setting(section, key, default, "default")
 
-    def _lookup(self, section: str, key: str) -> tuple[str, str] | None:
-        if section in self._explicit and key in self._explicit[section]:
-            return self._explicit[section][key], "code"
-        if self._airflow is not None:
-            value = self._airflow.get(section, key, fallback=None)
-            if value is None or (section, key, value) == _AIRFLOW_OWN_DEFAULT:
-                return None
-            return str(value), f"airflow configuration [{section}] {key}"
+    def _from_code(self, section: str, key: str) -> tuple[str, str] | None:
+        value = self._explicit.get(section, {}).get(key)
+        return None if value is None else (value, "code")
+
+    def _from_airflow(self, section: str, key: str) -> tuple[str, str] | None:
+        if self._airflow is None:
+            return None
+        value = self._airflow.get(section, key, fallback=None)
+        if value is None or (section, key, value) == _AIRFLOW_OWN_DEFAULT:
+            return None
+        return str(value), f"airflow configuration [{section}] {key}"
+
+    def _from_env(self, section: str, key: str) -> tuple[str, str] | None:
         env = _env_name(section, key)
-        if env in self._environ:
-            return self._environ[env], f"environment variable {env}"
-        if self._file.has_option(section, key):
-            return self._file.get(section, key), f"{self.path} [{section}] {key}"
-        return None
+        if self._airflow is not None or env not in self._environ:
+            return None
+        return self._environ[env], f"environment variable {env}"
+
+    def _from_file(self, section: str, key: str) -> tuple[str, str] | None:
+        if self._airflow is not None or not self._file.has_option(section, key):
+            return None
+        return self._file.get(section, key), f"{self.path} [{section}] {key}"
+
+    @property
+    def from_airflow(self) -> bool:
+        """True when settings come from Airflow's configuration (inside an Airflow process)."""
+        return self._airflow is not None
+
+    @property
+    def file_exists(self) -> bool:
+        """True when a configuration file was found and read."""
+        return self.path is not None and self.path.is_file()
 
     def get(self, section: str, key: str, fallback: str | None = None) -> str | None:
         """The string value of ``section.key`` (None when unset and no fallback)."""
         found = self.setting(section, key, fallback)
         return None if found is None else found.value
 
-    def getint(self, section: str, key: str, fallback: int | None = None, *, minimum: int | None = None) -> int:
-        """An integer setting; a non-integer or one below ``minimum`` raises ``ConfigurationError``."""
+    def _required(self, section: str, key: str, fallback: object) -> Setting:
         found = self.setting(section, key, None if fallback is None else str(fallback))
         if found is None:
             raise ConfigurationError(f"[{section}] {key} is not set; set it in {self.describe_sources(section, key)}")
+        return found
+
+    def getint(self, section: str, key: str, fallback: int | None = None, *, minimum: int | None = None) -> int:
+        """An integer setting; a non-integer or one below ``minimum`` raises ``ConfigurationError``."""
+        found = self._required(section, key, fallback)
         try:
             number = int(found.value.strip())
         except ValueError:
@@ -162,9 +193,7 @@ class Config:
 
     def getfloat(self, section: str, key: str, fallback: float | None = None) -> float:
         """A float setting; anything else raises ``ConfigurationError``."""
-        found = self.setting(section, key, None if fallback is None else str(fallback))
-        if found is None:
-            raise ConfigurationError(f"[{section}] {key} is not set; set it in {self.describe_sources(section, key)}")
+        found = self._required(section, key, fallback)
         try:
             return float(found.value.strip())
         except ValueError:
@@ -174,9 +203,7 @@ class Config:
 
     def getbool(self, section: str, key: str, fallback: bool | None = None) -> bool:
         """A boolean setting (true/false, yes/no, on/off, 1/0); anything else raises ``ConfigurationError``."""
-        found = self.setting(section, key, None if fallback is None else str(fallback))
-        if found is None:
-            raise ConfigurationError(f"[{section}] {key} is not set; set it in {self.describe_sources(section, key)}")
+        found = self._required(section, key, fallback)
         text = found.value.strip().lower()
         if text in _TRUE:
             return True
@@ -187,24 +214,35 @@ class Config:
         )
 
     def section(self, section: str) -> dict[str, Setting]:
-        """Every setting known for ``section`` (defaults, file, environment, Airflow), by key."""
+        """Every setting known for ``section`` (defaults, code, file, environment, Airflow), by canonical key."""
         section = section.lower()
         keys = set(DEFAULTS.get(section, {})) | set(self._explicit.get(section, {}))
-        if self._file.has_section(section):
-            keys |= set(self._file.options(section))
-        prefix = f"STATESTORE__{section.upper()}__"
-        keys |= {name[len(prefix) :].lower() for name in self._environ if name.startswith(prefix)}
-        if self._airflow is not None and self._airflow.has_section(section):
-            keys |= {k.lower() for k in self._airflow.getsection(section) or {}}
-        settings = {k: self.setting(section, k) for k in sorted(keys)}
+        if self._airflow is not None:
+            if section.startswith(PLUGIN_SECTION_PREFIX) and self._airflow.has_section(section):
+                keys |= {k.lower() for k in self._airflow.getsection(section) or {}}
+            keys |= self._env_keys("AIRFLOW", section)
+        else:
+            if self._file.has_section(section):
+                keys |= set(self._file.options(section))
+            keys |= self._env_keys("STATESTORE", section)
+        canonical = {_ALIASES.get((section, k), (section, k))[1] for k in keys}
+        settings = {k: self.setting(section, k) for k in sorted(canonical)}
         return {k: s for k, s in settings.items() if s is not None}
 
+    def _env_keys(self, prefix: str, section: str) -> set[str]:
+        head = f"{prefix}__{section.upper()}__"
+        return {name[len(head) :].lower() for name in self._environ if name.startswith(head)}
+
     def sections(self) -> list[str]:
-        """Names of every section with at least one setting from any source."""
-        names = set(DEFAULTS) | set(self._explicit) | set(self._file.sections())
-        names |= {
-            n.split("__")[1].lower() for n in self._environ if n.startswith("STATESTORE__") and n.count("__") >= 2
-        }
+        """Names of every section with at least one setting from any source (plugin sections included)."""
+        names = set(DEFAULTS) | set(self._explicit)
+        if self._airflow is not None:
+            names |= {n.lower() for n in self._airflow.sections() if n.lower().startswith(PLUGIN_SECTION_PREFIX)}
+            env_prefix = f"AIRFLOW__{PLUGIN_SECTION_PREFIX.upper()}"
+        else:
+            names |= {n.lower() for n in self._file.sections()}
+            env_prefix = "STATESTORE__"
+        names |= {n.split("__")[1].lower() for n in self._environ if n.startswith(env_prefix) and n.count("__") >= 2}
         return sorted(names)
 
     def __iter__(self) -> Iterator[Setting]:

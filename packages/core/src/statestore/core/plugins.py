@@ -23,10 +23,10 @@ import importlib
 import importlib.util
 import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -154,31 +154,40 @@ def _distribution_of(ep: EntryPoint) -> tuple[str, str]:
     return dist.metadata["Name"], dist.version
 
 
+def _announced(manager: pluggy.PluginManager, module: object) -> list[BackendSpec]:
+    """The specs ``module``'s hook returns; raises if the hook fails or returns something else."""
+    manager.check_pending()  # a misspelt hook name (``statestore_backend``) is this plugin's failure
+    impls = [i for i in manager.hook.statestore_backends.get_hookimpls() if i.plugin is module]
+    specs: list[BackendSpec] = []
+    for impl in impls:
+        returned = impl.function()
+        if not (isinstance(returned, (list, tuple)) and all(isinstance(s, BackendSpec) for s in returned)):
+            raise TypeError(f"statestore_backends() must return a list of BackendSpec, got {returned!r}")
+        specs.extend(returned)
+    return specs
+
+
 def _discover(eps: list[EntryPoint]) -> Registry:
     manager = pluggy.PluginManager(PROJECT)
     manager.add_hookspecs(_HookSpecs)
     reg = Registry(manager)
     for ep in sorted(eps, key=lambda e: e.name):
         dist, version = _distribution_of(ep)
+        module = None
         try:
             module = ep.load()
             manager.register(module, name=f"{dist}:{ep.name}")
-        except Exception as exc:  # noqa: BLE001 - ImportError, errors in module code, bad hookimpls: all reported
-            reg.failures.append(PluginFailure(ep.name, dist, exc))
-            continue
-        try:
-            impls = [i for i in manager.hook.statestore_backends.get_hookimpls() if i.plugin is module]
-            announced = [spec for impl in impls for spec in cast("list[BackendSpec]", impl.function())]
-        except Exception as exc:  # noqa: BLE001 - a hook that raises is this plugin's failure, not the listing's
-            manager.unregister(module)
+            announced = _announced(manager, module)
+        except Exception as exc:  # noqa: BLE001 - import errors, bad hookimpls, raising hooks: all this plugin's
+            if module is not None and manager.is_registered(module):
+                manager.unregister(module)
             reg.failures.append(PluginFailure(ep.name, dist, exc))
             continue
         for spec in announced:
-            spec = BackendSpec(**{**spec.__dict__, "distribution": dist, "version": version})
+            spec = replace(spec, distribution=dist, version=version)
             same = [s for s in reg.specs.get(spec.name, []) if s.distribution == dist]
             if not same:
                 reg.specs.setdefault(spec.name, []).append(spec)
-    manager.check_pending()
     return reg
 
 
@@ -204,7 +213,7 @@ def _import_class(class_path: str) -> Any:
     try:
         return getattr(module, attr)
     except AttributeError:
-        raise BackendNotFoundError(f"module {module_name!r} has no attribute {attr!r} (from {class_path!r})") from None
+        raise ImportError(f"module {module_name!r} has no attribute {attr!r}") from None
 
 
 def _check_backend_class(obj: Any, origin: str) -> type[BaseStoreBackend]:
@@ -258,7 +267,7 @@ def load_backend(spec: str | type[BaseStoreBackend]) -> type[BaseStoreBackend]:
         found = _spec_for(spec)
         try:
             obj = _import_class(found.class_path)
-        except ImportError as exc:
+        except Exception as exc:  # whatever the backend's module raises, name its distribution
             raise BackendImportError(
                 f"backend {spec!r} from {found.distribution} {found.version} failed to import {found.class_path!r}: "
                 f"{exc}. Reinstall it with: pip install --force-reinstall {found.distribution}"
@@ -266,7 +275,9 @@ def load_backend(spec: str | type[BaseStoreBackend]) -> type[BaseStoreBackend]:
         return _check_backend_class(obj, f"backend {spec!r} ({found.class_path})")
     try:
         obj = _import_class(spec)
-    except ImportError as exc:
+    except BackendNotFoundError:
+        raise
+    except Exception as exc:  # ImportError or an error in the module's own code
         owner = next((s for specs in registry().specs.values() for s in specs if _same_path(s.class_path, spec)), None)
         dist = (
             owner.distribution
@@ -279,7 +290,7 @@ def load_backend(spec: str | type[BaseStoreBackend]) -> type[BaseStoreBackend]:
             else " Check the module path and that its distribution is installed."
         )
         raise BackendImportError(f"cannot import backend class {spec!r}: {exc}.{hint}") from exc
-    return _check_backend_class(obj, spec)
+    return _check_backend_class(obj, repr(spec))
 
 
 def _same_path(a: str, b: str) -> bool:
