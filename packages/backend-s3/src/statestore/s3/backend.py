@@ -1,0 +1,234 @@
+"""``S3StoreBackend``: S3's storage primitives and settings under the shared object-store layer.
+
+Every rule (naming, references, expiry metadata, threshold, compression, batched clear) lives in
+``statestore.core.objectstore``; this module only talks to S3: one ``PutObject``, ``GetObject`` or
+``DeleteObject`` per operation, ``ListObjectsV2`` pages of 1000, ``DeleteObjects`` batches of at most
+1000 keys, and the bucket lifecycle rule behind ``state-store s3 lifecycle``.
+
+Async twins run the boto3 call in a worker thread (the layer's default): boto3 clients are
+thread-safe, and aiobotocore pins narrow botocore ranges that would constrain users' boto3.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, ClassVar
+
+import boto3
+import botocore.config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from statestore.core.config import Config
+from statestore.core.errors import ConfigurationError, StorageError
+from statestore.core.objectstore import META_ENCODING, ListedObject, ObjectStoreBackend, StoredObject
+
+__all__ = ["LIFECYCLE_RULE_PREFIX", "S3StoreBackend"]
+
+SECTION = "statestore_s3"
+ADDRESSING_STYLES = ("auto", "path", "virtual")
+SSE_MODES = {"": None, "none": None, "aes256": "AES256", "sse-s3": "AES256", "aws:kms": "aws:kms", "sse-kms": "aws:kms"}
+LIFECYCLE_RULE_PREFIX = "statestore-expire-task-objects"
+_MISSING = ("NoSuchKey", "404", "NotFound")
+_SESSION_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=8)
+def _session(profile: str | None, key_id: str | None, secret: str | None, token: str | None) -> boto3.session.Session:
+    """One boto3 session per credential source, shared by backends (clients are made under the lock)."""
+    return boto3.session.Session(
+        profile_name=profile, aws_access_key_id=key_id, aws_secret_access_key=secret, aws_session_token=token
+    )
+
+
+class S3StoreBackend(ObjectStoreBackend):
+    """Task/asset state as one S3 object per key, in ``[statestore_s3] bucket`` under ``prefix``.
+
+    Keyword arguments override the ``[statestore_s3]`` settings; credentials come from boto3's
+    standard chain (environment, shared config/profile, container or instance role) unless
+    ``aws_access_key_id``/``aws_secret_access_key`` are set there explicitly.
+    """
+
+    name = "s3"
+    reference_scheme = "s3"
+    config_section = SECTION
+    delete_batch_size = 1000
+    max_name_bytes: ClassVar[int | None] = 1024
+
+    def __init__(
+        self,
+        bucket: str | None = None,
+        prefix: str | None = None,
+        *,
+        endpoint_url: str | None = None,
+        region_name: str | None = None,
+        addressing_style: str | None = None,
+        max_attempts: int | None = None,
+        max_pool_connections: int | None = None,
+        sse: str | None = None,
+        sse_kms_key_id: str | None = None,
+        profile_name: str | None = None,
+        threshold: int | None = None,
+        compression: str | None = None,
+        config: Config | None = None,
+    ) -> None:
+        super().__init__(bucket=bucket, prefix=prefix, threshold=threshold, compression=compression, config=config)
+        get = self._get_setting
+        self.endpoint_url = endpoint_url or get("endpoint_url")
+        self.region_name = region_name or get("region_name")
+        style = (addressing_style or get("addressing_style") or "auto").strip().lower()
+        if style not in ADDRESSING_STYLES:
+            raise ConfigurationError(f"[{SECTION}] addressing_style must be one of {ADDRESSING_STYLES}, got {style!r}")
+        attempts = max_attempts if max_attempts is not None else self.config.getint(SECTION, "max_attempts", 5)
+        pool = (
+            max_pool_connections
+            if max_pool_connections is not None
+            else self.config.getint(SECTION, "max_pool_connections", 32)
+        )
+        if attempts < 1 or pool < 1:
+            raise ConfigurationError(f"[{SECTION}] max_attempts and max_pool_connections must be >= 1")
+        mode = (sse if sse is not None else get("sse") or "").strip().lower()
+        if mode not in SSE_MODES:
+            raise ConfigurationError(
+                f"[{SECTION}] sse must be one of none, AES256 (SSE-S3) or aws:kms (SSE-KMS), got {mode!r}"
+            )
+        self._write_args: dict[str, str] = {}
+        if SSE_MODES[mode]:
+            self._write_args["ServerSideEncryption"] = SSE_MODES[mode]  # type: ignore[assignment]
+        kms_key = sse_kms_key_id or get("sse_kms_key_id")
+        if kms_key:
+            if SSE_MODES[mode] != "aws:kms":
+                raise ConfigurationError(f"[{SECTION}] sse_kms_key_id needs sse = aws:kms")
+            self._write_args["SSEKMSKeyId"] = kms_key
+        credentials = (
+            profile_name or get("profile_name"),
+            get("aws_access_key_id"),
+            get("aws_secret_access_key"),
+            get("aws_session_token"),
+        )
+        with _SESSION_LOCK:  # boto3 sessions are not thread-safe; sharing one saves ~0.1 s per client
+            self.client: Any = _session(*credentials).client(
+                "s3",
+                endpoint_url=self.endpoint_url,
+                region_name=self.region_name,
+                config=botocore.config.Config(
+                    retries={"mode": "standard", "max_attempts": attempts},
+                    s3={"addressing_style": style},
+                    max_pool_connections=pool,
+                ),
+            )
+
+    def _get_setting(self, key: str) -> str | None:
+        return (self.config.get(SECTION, key) or "").strip() or None
+
+    def _check_bucket(self, bucket: str) -> str:
+        bucket = super()._check_bucket(bucket)
+        if not 3 <= len(bucket) <= 63:
+            raise ConfigurationError(f"[{SECTION}] bucket {bucket!r} is not an S3 bucket name (3 to 63 characters)")
+        return bucket
+
+    @contextmanager
+    def _errors(self, action: str, name: str) -> Iterator[None]:
+        """Turn boto3's exceptions (after botocore's retries) into ``StorageError`` naming what failed."""
+        try:
+            yield
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise StorageError(
+                f"S3 {action} s3://{self.bucket}/{name} failed: {error.get('Code', '?')}: {error.get('Message', exc)}"
+            ) from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"S3 {action} s3://{self.bucket}/{name} failed: {exc}") from exc
+
+    # -- primitives ---------------------------------------------------------------------------------
+
+    def _put_object(self, name: str, data: bytes, metadata: Mapping[str, str], expires_at: datetime | None) -> None:
+        content_type = "application/gzip" if metadata.get(META_ENCODING) else "application/json"
+        with self._errors("PutObject", name):
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=name,
+                Body=data,
+                Metadata=dict(metadata),
+                ContentType=content_type,
+                **self._write_args,
+            )
+
+    def _get_object(self, name: str) -> StoredObject | None:
+        with self._errors("GetObject", name):
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=name)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in _MISSING:
+                    return None
+                raise
+            return StoredObject(response["Body"].read(), response.get("Metadata", {}))
+
+    def _head_object(self, name: str) -> Mapping[str, str] | None:
+        with self._errors("HeadObject", name):
+            try:
+                response = self.client.head_object(Bucket=self.bucket, Key=name)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in _MISSING:
+                    return None
+                raise
+            metadata: Mapping[str, str] = response.get("Metadata", {})
+            return metadata
+
+    def _delete_object(self, name: str) -> None:
+        with self._errors("DeleteObject", name):
+            self.client.delete_object(Bucket=self.bucket, Key=name)
+
+    def _list_objects(self, prefix: str) -> Iterator[list[ListedObject]]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(
+            Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": self.delete_batch_size}
+        )
+        with self._errors("ListObjectsV2", prefix):
+            for page in pages:
+                yield [ListedObject(item["Key"]) for item in page.get("Contents", ())]
+
+    def _delete_objects(self, names: Sequence[str]) -> Mapping[str, str]:
+        if len(names) > self.delete_batch_size:  # S3 refuses more; some S3-compatible servers do not
+            raise ValueError(f"DeleteObjects takes at most {self.delete_batch_size} keys, got {len(names)}")
+        with self._errors("DeleteObjects", names[0] if names else ""):
+            response = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": n} for n in names], "Quiet": True}
+            )
+        return {e["Key"]: f"{e.get('Code', '?')}: {e.get('Message', '')}" for e in response.get("Errors", ())}
+
+    # -- bucket lifecycle ------------------------------------------------------------------------------
+
+    def lifecycle_rule(self, days: int) -> dict[str, Any]:
+        """An S3 lifecycle rule expiring this prefix's task objects ``days`` after their last write."""
+        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+            raise ValueError(f"lifecycle days must be a positive integer, got {days!r}")
+        task_prefix = f"{self.prefix}/task/" if self.prefix else "task/"
+        return {
+            "ID": f"{LIFECYCLE_RULE_PREFIX}:{task_prefix}"[:255],
+            "Filter": {"Prefix": task_prefix},
+            "Status": "Enabled",
+            "Expiration": {"Days": days},
+        }
+
+    def lifecycle_configuration(self, days: int) -> dict[str, Any]:
+        """The bucket's current lifecycle rules with statestore's rule for this prefix added or replaced."""
+        rule = self.lifecycle_rule(days)
+        with self._errors("GetBucketLifecycleConfiguration", ""):
+            try:
+                rules = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket).get("Rules", [])
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+                    raise
+                rules = []
+        return {"Rules": [r for r in rules if r.get("ID") != rule["ID"]] + [rule]}
+
+    def install_lifecycle(self, days: int) -> dict[str, Any]:
+        """Install :meth:`lifecycle_configuration` on the bucket (2 requests) and return it."""
+        configuration = self.lifecycle_configuration(days)
+        with self._errors("PutBucketLifecycleConfiguration", ""):
+            self.client.put_bucket_lifecycle_configuration(Bucket=self.bucket, LifecycleConfiguration=configuration)
+        return configuration
