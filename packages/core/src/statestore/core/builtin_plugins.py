@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from statestore.core.plugins import BackendSpec, hookimpl
+
+if TYPE_CHECKING:
+    import argparse
 
 
 @hookimpl
@@ -26,3 +31,11 @@ def statestore_backends() -> list[BackendSpec]:
             description="process-local dictionary, for tests and examples",
         ),
     ]
+
+
+@hookimpl
+def statestore_cli(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add the stored-state commands: ``task``, ``asset``, ``clean``, ``db migrate`` and ``demo``."""
+    from statestore.core.cli_store import register
+
+    register(subparsers)

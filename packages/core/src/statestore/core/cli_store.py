@@ -1,0 +1,267 @@
+"""``state-store`` commands for stored state: ``task``, ``asset``, ``clean``, ``db migrate`` and ``demo``.
+
+Values go in and come out as JSON. Tables are for people, ``--json`` for scripts. Bad input
+(invalid JSON, a bad key, a missing id) is one line on stderr and exit status 2; a missing key
+on ``get`` is exit status 1. Heavy modules (SQLAlchemy) are imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from statestore.core.cli import print_json, print_table
+from statestore.core.errors import StateStoreError
+
+if TYPE_CHECKING:
+    from statestore.core.store import AssetStoreAccessor, StateStore, TaskStoreAccessor
+
+__all__ = ["register"]
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _guarded(command: Command) -> Command:
+    """Turn a ``ValueError``/``TypeError``/``KeyError`` from bad input into one line and exit status 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except StateStoreError:
+            raise  # the base CLI prints these with their own exit status
+        except (ValueError, TypeError, KeyError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            print(f"state-store: error: {message}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def _store() -> StateStore:
+    from statestore.core.store import StateStore
+
+    return StateStore.from_config()
+
+
+def _task(args: argparse.Namespace) -> TaskStoreAccessor:
+    return _store().task_store(args.dag_id, args.run_id, args.task_id, args.map_index)
+
+
+def _asset(args: argparse.Namespace) -> AssetStoreAccessor:
+    if not args.name and not args.uri:
+        raise ValueError("name the asset with --name or --uri")
+    return _store().asset_store(name=args.name, uri=args.uri)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"VALUE must be JSON (a string needs quotes: '\"text\"'); {text!r} is not: {exc.msg} at column {exc.colno}"
+        ) from None
+
+
+def _retention(args: argparse.Namespace) -> Any:
+    from statestore.core.scopes import NEVER_EXPIRE
+
+    if args.never_expire:
+        return NEVER_EXPIRE
+    return None if args.retention_days is None else timedelta(days=args.retention_days)
+
+
+def _cmd_get(accessor: Callable[[argparse.Namespace], TaskStoreAccessor | AssetStoreAccessor]) -> Command:
+    def run(args: argparse.Namespace) -> int:
+        missing = object()
+        value = accessor(args).get(args.key, missing)
+        if value is missing:
+            print(f"state-store: no value for key {args.key!r}", file=sys.stderr)
+            return 1
+        print(json.dumps(value, ensure_ascii=False, indent=None if args.json else 2))
+        return 0
+
+    return run
+
+
+def _cmd_list(accessor: Callable[[argparse.Namespace], TaskStoreAccessor | AssetStoreAccessor]) -> Command:
+    def run(args: argparse.Namespace) -> int:
+        store = accessor(args)
+        keys = store.keys()  # an accessor, not a dict
+        values = {key: store.get(key) for key in keys}
+        if args.json:
+            print_json(values)
+        else:
+            print_table(
+                [{"key": k, "value": json.dumps(v, ensure_ascii=False)} for k, v in values.items()], ["key", "value"]
+            )
+        return 0
+
+    return run
+
+
+def _cmd_task_set(args: argparse.Namespace) -> int:
+    _task(args).set(args.key, _parse_value(args.value), retention=_retention(args))
+    return 0
+
+
+def _cmd_asset_set(args: argparse.Namespace) -> int:
+    _asset(args).set(args.key, _parse_value(args.value))
+    return 0
+
+
+def _cmd_delete(accessor: Callable[[argparse.Namespace], TaskStoreAccessor | AssetStoreAccessor]) -> Command:
+    def run(args: argparse.Namespace) -> int:
+        accessor(args).delete(args.key)
+        return 0
+
+    return run
+
+
+def _cmd_task_clear(args: argparse.Namespace) -> int:
+    _task(args).clear(all_map_indices=args.all_map_indices)
+    return 0
+
+
+def _cmd_asset_clear(args: argparse.Namespace) -> int:
+    _asset(args).clear()
+    return 0
+
+
+class _ProgressBar:
+    """A one-line progress bar on stderr, redrawn after each cleanup batch."""
+
+    def __init__(self, total: int) -> None:
+        self.total = max(total, 1)
+        self.done = 0
+
+    def __call__(self, kind: str, count: int) -> None:
+        self.done += count
+        filled = min(30, 30 * self.done // self.total)
+        print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {kind:<16}", end="", file=sys.stderr)
+
+    def finish(self) -> None:
+        print(file=sys.stderr)
+
+
+def _cmd_clean(args: argparse.Namespace) -> int:
+    store = _store()
+    bar = None
+    if not args.dry_run and not args.json and sys.stderr.isatty():
+        bar = _ProgressBar(store.cleanup(dry_run=True).removed)
+    result = store.cleanup(dry_run=args.dry_run, progress=bar)
+    if bar is not None:
+        bar.finish()
+    if args.json:
+        print_json({"dry_run": args.dry_run, "removed": result.removed, "by_kind": result.by_kind})
+        return 0
+    verb = "would remove" if args.dry_run else "removed"
+    print_table([{"kind": k, verb: n} for k, n in result.by_kind.items()], ["kind", verb])
+    print(f"{verb} {result.removed} entries in total")
+    return 0
+
+
+def _cmd_db_migrate(args: argparse.Namespace) -> int:
+    from statestore.core.config import load_config
+    from statestore.core.metastore import MetastoreStoreBackend
+
+    backend = MetastoreStoreBackend(args.url, config=load_config(), auto_migrate=False)
+    before, after = backend.migrate()
+    if before == after:
+        print(f"metastore at {backend.location} is up to date (revision {after})")
+    else:
+        print(f"metastore at {backend.location}: migrated from revision {before or 'none'} to {after}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from statestore.core.demo import run_demo
+
+    return run_demo(args.home)
+
+
+def _add_task_ids(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dag-id", required=True)
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--task-id", required=True)
+    parser.add_argument("--map-index", type=int, default=-1, help="map index (default -1: unmapped)")
+
+
+def _add_asset_ids(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", help="asset name")
+    parser.add_argument("--uri", help="asset URI")
+
+
+def _add_commands(
+    subparsers: argparse._SubParsersAction[Any],
+    add_ids: Callable[[argparse.ArgumentParser], None],
+    accessor: Callable[[argparse.Namespace], TaskStoreAccessor | AssetStoreAccessor],
+    set_command: Command,
+    clear_command: Command,
+) -> dict[str, argparse.ArgumentParser]:
+    """The five subcommands that ``task`` and ``asset`` share; returns them by name for extra options."""
+    commands = {
+        "get": ("print one value as JSON", _cmd_get(accessor)),
+        "set": ("store a JSON value", set_command),
+        "delete": ("remove one key", _cmd_delete(accessor)),
+        "clear": ("remove every key", clear_command),
+        "list": ("list keys and values", _cmd_list(accessor)),
+    }
+    parsers = {}
+    for name, (help_text, command) in commands.items():
+        parser = subparsers.add_parser(name, help=help_text)
+        add_ids(parser)
+        if name in ("get", "set", "delete"):
+            parser.add_argument("key")
+        if name == "set":
+            parser.add_argument("value", help="the value as JSON, e.g. 42, '\"text\"' or '{\"a\": [1, 2]}'")
+        if name in ("get", "list"):
+            parser.add_argument("--json", action="store_true", help="compact JSON for scripts")
+        parser.set_defaults(func=_guarded(command))
+        parsers[name] = parser
+    return parsers
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``task``, ``asset``, ``clean`` (alias ``cleanup-task-store``), ``db`` and ``demo``."""
+    task = subparsers.add_parser("task", help="read and write a task instance's state")
+    task_parsers = _add_commands(
+        task.add_subparsers(dest="action", metavar="ACTION", required=True),
+        _add_task_ids,
+        _task,
+        _cmd_task_set,
+        _cmd_task_clear,
+    )
+    retention = task_parsers["set"].add_mutually_exclusive_group()
+    retention.add_argument("--retention-days", type=float, help="expire after this many days (default: configured)")
+    retention.add_argument("--never-expire", action="store_true", help="never expire this key")
+    task_parsers["clear"].add_argument("--all-map-indices", action="store_true", help="every map index of the task")
+
+    asset = subparsers.add_parser("asset", help="read and write an asset's state")
+    _add_commands(
+        asset.add_subparsers(dest="action", metavar="ACTION", required=True),
+        _add_asset_ids,
+        _asset,
+        _cmd_asset_set,
+        _cmd_asset_clear,
+    )
+
+    clean = subparsers.add_parser(
+        "clean", aliases=["cleanup-task-store"], help="remove expired state and inactive assets' state"
+    )
+    clean.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+    clean.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    clean.set_defaults(func=_guarded(_cmd_clean))
+
+    db = subparsers.add_parser("db", help="metastore database tools")
+    db_actions = db.add_subparsers(dest="action", metavar="ACTION", required=True)
+    migrate = db_actions.add_parser("migrate", help="create or upgrade the metastore schema")
+    migrate.add_argument("--url", help="SQLAlchemy URL (default: [state_store] sql_alchemy_conn)")
+    migrate.set_defaults(func=_guarded(_cmd_db_migrate))
+
+    demo = subparsers.add_parser("demo", help="a short narrated run of the three use cases on embedded defaults")
+    demo.add_argument("--home", help="directory for the demo's database and objects (default: a temporary one)")
+    demo.set_defaults(func=_guarded(_cmd_demo))
