@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -10,11 +12,13 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from statestore.core.metastore.engines import WRITE
 from statestore.core.metastore.schema import ALEMBIC_VERSION_TABLE
 
 __all__ = ["current_revision", "head_revision", "upgrade"]
 
 _SCRIPTS = Path(__file__).with_name("migrations")
+_ALEMBIC_LOCK = threading.Lock()  # Alembic's ``context`` is module-global: one migration at a time per process
 
 
 def _alembic_config(connection: sa.Connection | None = None) -> AlembicConfig:
@@ -24,6 +28,7 @@ def _alembic_config(connection: sa.Connection | None = None) -> AlembicConfig:
     return config
 
 
+@lru_cache(maxsize=1)
 def head_revision() -> str:
     """The newest schema revision this version of statestore knows."""
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
@@ -42,6 +47,9 @@ def current_revision(engine: sa.Engine) -> str | None:
 def upgrade(engine: sa.Engine, revision: str = "head") -> tuple[str | None, str]:
     """Bring the database to ``revision``; return ``(revision before, revision after)``."""
     before = current_revision(engine)
-    with engine.begin() as connection:
+    if before == head_revision() and revision == "head":
+        return before, before
+    # On SQLite, BEGIN IMMEDIATE: concurrent first users queue, and the DDL is one transaction.
+    with _ALEMBIC_LOCK, engine.execution_options(**{WRITE: True}).begin() as connection:
         command.upgrade(_alembic_config(connection), revision)
     return before, current_revision(engine) or ""
