@@ -14,10 +14,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
 
 from statestore.core import Config
 from statestore.gcs import GCSStoreBackend
-from statestore.gcs.testing import CountingProxy, Emulator, create_bucket, start_fake_gcs_server
+from statestore.gcs.testing import (
+    CountingProxy,
+    Emulator,
+    create_bucket,
+    start_fake_gcs_server,
+    start_gcp_storage_emulator,
+)
 
 MakeBackend = Callable[..., GCSStoreBackend]
 
@@ -60,3 +68,18 @@ def make_backend(gcs_emulator: Emulator, gcs_bucket: str, request: pytest.Fixtur
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def raw_client(gcs_emulator: Emulator) -> storage.Client:
+    """A plain google-cloud-storage client on the emulator, to look at objects behind the backend's back."""
+    return storage.Client(
+        project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": gcs_emulator.url}
+    )
+
+
+@pytest.fixture(scope="session")
+def lifecycle_emulator() -> Iterator[Emulator]:
+    """gcp-storage-emulator, which (unlike fake-gcs-server) stores bucket lifecycle configuration."""
+    with start_gcp_storage_emulator() as emulator:
+        yield emulator

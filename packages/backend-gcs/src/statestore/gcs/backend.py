@@ -19,6 +19,8 @@ google-cloud-storage is synchronous; the async twins run these primitives in wor
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import secrets
 import threading
@@ -28,7 +30,6 @@ from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-import google.auth
 import requests
 from google.api_core import exceptions as api_exceptions
 from google.api_core.retry import Retry
@@ -36,6 +37,7 @@ from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError
 from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
+from google.oauth2 import service_account
 
 from statestore.core.config import Config
 from statestore.core.errors import ConfigurationError, StorageError
@@ -44,6 +46,7 @@ from statestore.core.objectstore import ListedObject, ObjectStoreBackend, Stored
 __all__ = ["GCSStoreBackend"]
 
 _SECTION = "statestore_gcs"
+_OTEL_TRACES = "ENABLE_GCS_PYTHON_CLIENT_OTEL_TRACES"
 _LIST_PAGE_SIZE = 1000  # the most one objects.list request returns
 _META_HEADER = "x-goog-meta-"
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -172,26 +175,42 @@ class GCSStoreBackend(ObjectStoreBackend):
         credentials = None
         project = self.project
         if self.credentials_file:
-            try:
-                credentials, file_project = google.auth.load_credentials_from_file(  # type: ignore[no-untyped-call]
-                    self.credentials_file, scopes=storage.Client.SCOPE
-                )
-            except DefaultCredentialsError as exc:
-                raise ConfigurationError(
-                    f"[{_SECTION}] credentials_file {self.credentials_file!r} cannot be used: {exc}. "
-                    "Name a service-account key or other Google credentials file, or unset it to use "
-                    "Application Default Credentials."
-                ) from exc
-            project = project or file_project
+            credentials = self._service_account_credentials(self.credentials_file)
+            project = project or credentials.project_id
         options = {"api_endpoint": self.endpoint} if self.endpoint else None
         try:
-            return storage.Client(project=project, credentials=credentials, client_options=options)
+            client = storage.Client(project=project, credentials=credentials, client_options=options)
         except DefaultCredentialsError as exc:
             raise ConfigurationError(
                 "GCSStoreBackend found no Google credentials. Use Application Default Credentials "
                 "(GOOGLE_APPLICATION_CREDENTIALS, `gcloud auth application-default login`, or the "
                 f"metadata server on Google Cloud), or set [{_SECTION}] credentials_file. Cause: {exc}"
             ) from exc
+        if os.environ.get(_OTEL_TRACES, "").strip().lower() not in ("1", "true", "yes", "on"):
+            # google-cloud-storage >= 3.17 fetches the bucket's metadata (GET bucket, which needs
+            # storage.buckets.get) in a background thread only to label OpenTelemetry spans; with
+            # tracing off that is a wasted request, so the client's cache of it is switched off.
+            client._bucket_metadata_cache = None
+        return client
+
+    @staticmethod
+    def _service_account_credentials(path: str) -> service_account.Credentials:
+        """Load the service-account key at ``path``; any problem is a ``ConfigurationError`` naming the setting."""
+        try:
+            with open(path, encoding="utf-8") as file:
+                info = json.load(file)
+            if not isinstance(info, dict) or info.get("type") != "service_account":
+                kind = info.get("type") if isinstance(info, dict) else type(info).__name__
+                raise ValueError(
+                    f"it is not a service-account key (type {kind!r}); for other credential types "
+                    "use Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS)"
+                )
+            credentials: service_account.Credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+                info, scopes=storage.Client.SCOPE
+            )
+            return credentials
+        except (OSError, ValueError) as exc:  # json.JSONDecodeError and google's malformed-key errors are ValueErrors
+            raise ConfigurationError(f"[{_SECTION}] credentials_file {path!r} cannot be used: {exc}") from None
 
     @contextmanager
     def _calling(self, action: str, name: str = "") -> Iterator[None]:

@@ -42,10 +42,16 @@ def statestore_cli(subparsers: argparse._SubParsersAction[Any]) -> None:
         ),
     )
     lifecycle.add_argument("--apply", action="store_true", help="install the rule on the bucket")
-    lifecycle.add_argument("--days", type=int, default=1, help="days after expiry before deletion (default 1)")
+    lifecycle.add_argument("--days", type=_days, default=1, help="days after expiry before deletion (default 1)")
     lifecycle.add_argument("--bucket", help="bucket (default: [statestore_gcs] bucket)")
     lifecycle.add_argument("--prefix", help="object prefix (default: [statestore_gcs] prefix)")
     lifecycle.set_defaults(func=_lifecycle)
+
+
+def _days(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"--days takes a whole number of days (0 or more), got {text!r}")
+    return int(text)
 
 
 def _lifecycle(args: argparse.Namespace) -> int:

@@ -157,6 +157,15 @@ class RecordedRequest:
         return self.body.count(b"Content-Type: application/http")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client hanging up (e.g. giving up at its retry deadline) is not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 @dataclass
 class _Fault:
     status: int
@@ -177,10 +186,11 @@ class CountingProxy:
         self._requests: list[RecordedRequest] = []
         self._faults: list[_Fault] = []
         self._local = threading.local()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="gcs-counting-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="gcs-counting-proxy", daemon=True
+        )
         self._thread.start()
 
     def take(self) -> list[RecordedRequest]:
