@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import sys
 import textwrap
@@ -13,6 +14,7 @@ import pytest
 
 from statestore.core import plugins
 from statestore.core.backends.memory import MemoryStoreBackend
+from statestore.core.cli import main
 from statestore.core.errors import (
     BackendImportError,
     BackendNotFoundError,
@@ -52,6 +54,7 @@ def make_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeD
         (tmp_path / package).mkdir()
         (tmp_path / package / "__init__.py").write_text(textwrap.dedent(hooks).replace("PKG", package))
         for name, text in (files or {}).items():
+            (tmp_path / package / f"{name}.py").parent.mkdir(exist_ok=True)
             (tmp_path / package / f"{name}.py").write_text(textwrap.dedent(text).replace("PKG", package))
         info = tmp_path / f"{dist.replace('-', '_')}-1.2.3.dist-info"
         info.mkdir()
@@ -167,6 +170,17 @@ def test_backend_class_import_failure(make_dist: MakeDist) -> None:
     assert isinstance(info.value.__cause__, ModuleNotFoundError)
 
 
+def test_listing_checks_dotted_requirements_without_importing_them(make_dist: MakeDist) -> None:
+    package = make_dist(
+        "acme-deep",
+        HOOKS.format(specs=spec("deep", "PKG.missing:Backend", requires="('PKG.sub.leaf',)")),
+        {"sub/__init__": "raise RuntimeError('imported during listing')\n", "sub/leaf": ""},
+    )
+    (row,) = rows_named("deep")
+    assert row.problem == f"missing module '{package}.missing': pip install acme-deep"
+    assert f"{package}.sub" not in sys.modules
+
+
 def test_backend_module_raising_other_errors_is_an_import_error(make_dist: MakeDist) -> None:
     make_dist("acme-raising", HOOKS.format(specs=spec("raising")), {"backend": "raise RuntimeError('no region')\n"})
     with pytest.raises(BackendImportError, match=r"from acme-raising 1\.2\.3 failed to import .*: no region") as info:
@@ -276,3 +290,45 @@ def test_class_path_errors() -> None:
     with pytest.raises(BackendNotFoundError, match="non-empty string or a class"):
         load_backend("  ")
     assert load_backend(" statestore.core.backends.memory.MemoryStoreBackend ") is MemoryStoreBackend
+
+
+CLI_HOOKS = """
+from statestore.core.cli import print_table
+from statestore.core.errors import StorageError
+from statestore.core.plugins import hookimpl
+
+def run(args):
+    if args.fail:
+        raise StorageError("bucket b1 is unreachable")
+    print_table([{"bucket": "b1", "objects": 3}], ["bucket", "objects"])
+
+@hookimpl
+def statestore_cli(subparsers):
+    command = subparsers.add_parser("acme", help="Acme tools")
+    command.add_argument("--fail", action="store_true")
+    command.set_defaults(func=run)
+"""
+
+
+def test_plugin_adds_cli_commands(make_dist: MakeDist, capsys: pytest.CaptureFixture[str]) -> None:
+    make_dist("acme-cli", CLI_HOOKS)
+    assert main(["acme"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["BUCKET  OBJECTS", "b1      3"]
+    assert main(["acme", "--fail"]) == 1
+    assert capsys.readouterr().err == "state-store: error: bucket b1 is unreachable\n"
+
+
+def test_cli_survives_broken_plugins(make_dist: MakeDist, capsys: pytest.CaptureFixture[str]) -> None:
+    make_dist("acme-broken", "raise ImportError('acme is broken')\n", entry_point="acmebroken")
+    hooks = "from statestore.core.plugins import hookimpl\n@hookimpl\ndef statestore_cli(subparsers):\n    1 / 0\n"
+    make_dist("acme-badcli", hooks, entry_point="badcli")
+    assert main(["backends"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "state-store: warning: plugin acme-badcli:badcli failed to add its commands: "
+        "ZeroDivisionError: division by zero",
+        "state-store: warning: plugin 'acmebroken' from acme-broken failed to load: ImportError: acme is broken",
+    ]
+    assert any(line.startswith("memory ") for line in captured.out.splitlines())
+    assert main(["backends", "--json"]) == 0
+    assert "memory" in {row["name"] for row in json.loads(capsys.readouterr().out)}

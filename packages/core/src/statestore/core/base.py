@@ -13,6 +13,11 @@ and optionally ``_keys`` (listing), ``_cleanup`` (reclaiming expired entries) an
 async primitives (by default the sync primitive runs in a worker thread, so the event loop is
 never blocked). A primitive only ever sees statestore scopes and valid keys, and ``get`` never
 returns an entry whose ``expires_at`` has passed, whatever the primitive returns.
+
+Every subclass passes ``issubclass`` against Airflow's own ``BaseStoreBackend`` ABCs (as
+Airflow's resolver for ``[state_store] backend`` requires): our base registers itself with them
+when they are already imported, else right after Airflow imports them (a tiny import hook that
+looks only at those two module names), so the order of imports does not matter.
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from abc import ABC, abstractmethod
+from abc import ABC, ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from importlib.abc import Loader, MetaPathFinder
+from importlib.machinery import ModuleSpec
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 from statestore.core.errors import InvalidReferenceError, StateStoreError
@@ -98,17 +106,65 @@ def is_expired(expires_at: datetime | None, now: datetime | None = None) -> bool
     return expires_at is not None and expires_at <= (now or utcnow())
 
 
-def _register_with_airflow(cls: type) -> None:
-    """Make ``issubclass(ours, airflow's BaseStoreBackend)`` true when Airflow is loaded.
+_AIRFLOW_STATE_MODULES = ("airflow._shared.state", "airflow.sdk._shared.state")
 
-    Airflow's resolver checks ``issubclass`` against its own ABC; registering our base as a
-    virtual subclass satisfies it for every subclass without importing Airflow ourselves.
+
+def _register_with(module: ModuleType) -> None:
+    """Register our base class with the ``BaseStoreBackend`` ABC of one of Airflow's state modules.
+
+    Airflow's server-side resolver checks ``issubclass`` against its own ABC; registering our base
+    as a virtual subclass makes every statestore backend pass (ABCs consult their registry).
     """
-    for module_name in ("airflow._shared.state", "airflow.sdk._shared.state"):
-        module = sys.modules.get(module_name)
-        airflow_base = getattr(module, "BaseStoreBackend", None)
-        if isinstance(airflow_base, type) and hasattr(airflow_base, "register"):
-            airflow_base.register(cls)
+    airflow_base = getattr(module, "BaseStoreBackend", None)
+    if isinstance(airflow_base, ABCMeta):
+        airflow_base.register(BaseStoreBackend)  # type: ignore[type-abstract]
+
+
+class _RegisteringLoader(Loader):
+    """Wraps the loader of an Airflow state module to register our base class right after it runs."""
+
+    def __init__(self, loader: Loader) -> None:
+        self._loader = loader
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        _register_with(module)
+
+    def __getattr__(self, name: str) -> Any:  # get_source, is_package, resource readers, ...
+        return getattr(self._loader, name)
+
+
+class _AirflowWatcher(MetaPathFinder):
+    """Catches the import of Airflow's state modules when statestore was imported before Airflow."""
+
+    def find_spec(self, fullname: str, path: Any, target: ModuleType | None = None) -> ModuleSpec | None:
+        if fullname not in _AIRFLOW_STATE_MODULES:
+            return None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = None if finder is self or find is None else find(fullname, path, target)
+            if spec is None:
+                continue
+            if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                spec.loader = _RegisteringLoader(spec.loader)
+            return cast("ModuleSpec", spec)
+        return None
+
+
+def _register_with_airflow() -> None:
+    """Register with Airflow's state modules already imported, and watch for the others."""
+    pending = False
+    for name in _AIRFLOW_STATE_MODULES:
+        module = sys.modules.get(name)
+        if module is None:
+            pending = True
+        else:
+            _register_with(module)
+    if pending and not any(isinstance(finder, _AirflowWatcher) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _AirflowWatcher())
 
 
 class BaseStoreBackend(ABC):
@@ -127,10 +183,6 @@ class BaseStoreBackend(ABC):
 
             config = load_config()
         self.config = config
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        _register_with_airflow(cls)
 
     def __repr__(self) -> str:
         location = self.location
@@ -356,4 +408,4 @@ def legacy_asset_ref(scope: StoreScope) -> str:
     return scope.name or scope.uri or str(scope.asset_id)
 
 
-_register_with_airflow(BaseStoreBackend)
+_register_with_airflow()

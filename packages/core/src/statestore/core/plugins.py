@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import importlib.util
 import sys
 import warnings
 from dataclasses import dataclass, field, replace
@@ -297,21 +296,39 @@ def _same_path(a: str, b: str) -> bool:
     return a.replace(":", ".") == b.replace(":", ".")
 
 
-def _importable(spec: BackendSpec) -> str | None:
-    """Why ``spec`` would fail to import (a missing module), or None.
+def _locate(name: str) -> bool:
+    """Whether module ``name`` exists, asking the import system's finders without importing it or its parents.
 
-    Uses ``find_spec`` on top-level modules and on the backend's module when its package is
-    already imported (else on its package, ``statestore.s3``): nothing of the backend runs.
+    (``importlib.util.find_spec("google.cloud.storage")`` would import ``google`` and ``google.cloud``.)
     """
-    module_name = _split(spec.class_path)[0]
-    parent = module_name.rpartition(".")[0]
-    target = module_name if parent in sys.modules else ".".join(module_name.split(".")[:2])
-    for name in (*spec.requires, target):
+    parts = name.split(".")
+    path: list[str] | None = None
+    for depth in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:depth])
+        module = sys.modules.get(prefix)
+        if module is not None:
+            locations = getattr(module, "__path__", None)
+        else:
+            specs = (finder.find_spec(prefix, path) for finder in sys.meta_path if hasattr(finder, "find_spec"))
+            found = next((spec for spec in specs if spec is not None), None)
+            if found is None:
+                return False
+            locations = found.submodule_search_locations
+        if depth < len(parts):
+            if locations is None:
+                return False
+            path = list(locations)
+    return True
+
+
+def _importable(spec: BackendSpec) -> str | None:
+    """Why ``spec`` would fail to import (a missing module), or None; imports nothing of the backend."""
+    for name in (*spec.requires, _split(spec.class_path)[0]):
         try:
-            found = importlib.util.find_spec(name)
-        except (ImportError, ValueError) as exc:
+            found = _locate(name)
+        except Exception as exc:  # noqa: BLE001 - a finder failing is a reason, not a crash of the listing
             return f"cannot find {name}: {exc}"
-        if found is None:
+        if not found:
             return f"missing module {name!r}: pip install {spec.distribution}"
     return None
 

@@ -1,0 +1,192 @@
+"""Configuration: file, environment, aliases, validation, typed getters, masking and Airflow's configuration."""
+
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from statestore.core.config import Config, load_config, mask_secret
+from statestore.core.errors import ConfigurationError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "statestore.cfg"
+    path.write_text(text)
+    return path
+
+
+class AirflowLikeConf(configparser.ConfigParser):
+    """The slice of Airflow's ``conf`` API statestore uses, backed by a real ConfigParser."""
+
+    def getsection(self, section: str) -> dict[str, str] | None:
+        return dict(self[section]) if self.has_section(section) else None
+
+
+def airflow_conf(text: str) -> AirflowLikeConf:
+    conf = AirflowLikeConf(interpolation=None)
+    conf.read_string(text)
+    return conf
+
+
+def test_file_values_and_their_source(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "[state_store]\nbackend = memory\ndefault_retention_days = 7\n[statestore_s3]\nbucket = b1\n"
+    )
+    config = load_config(path, environ={})
+    assert (config.backend, config.default_retention_days, config.clear_on_success) == ("memory", 7, False)
+    assert config.setting("state_store", "backend").source == f"{path} [state_store] backend"  # type: ignore[union-attr]
+    assert config.setting("state_store", "clear_on_success").source == "default"  # type: ignore[union-attr]
+    assert config.get("statestore_s3", "bucket") == "b1"
+    assert config.file_exists
+    assert not config.from_airflow
+
+
+def test_default_locations_follow_statestore_home(tmp_path: Path) -> None:
+    config = load_config(environ={"STATESTORE_HOME": str(tmp_path)})
+    assert config.path == tmp_path / "statestore.cfg"
+    assert not config.file_exists
+    assert config.sql_alchemy_conn == f"sqlite:///{tmp_path / 'statestore.db'}"
+    write(tmp_path, "[state_store]\nbackend = local\n")
+    assert load_config(environ={"STATESTORE_HOME": str(tmp_path)}).backend == "local"
+    other = tmp_path / "other.cfg"
+    other.write_text("[state_store]\nbackend = memory\n")
+    assert load_config(environ={"STATESTORE_HOME": str(tmp_path), "STATESTORE_CONFIG": str(other)}).backend == "memory"
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[state_store]\nbackend = memory\nclear_on_success = false\n")
+    config = load_config(
+        path, environ={"STATESTORE__STATE_STORE__BACKEND": "local", "STATESTORE__STATESTORE_S3__BUCKET": "b"}
+    )
+    assert config.backend == "local"
+    assert config.setting("state_store", "backend").source == "environment variable STATESTORE__STATE_STORE__BACKEND"  # type: ignore[union-attr]
+    assert config.clear_on_success is False
+    assert config.section("statestore_s3")["bucket"].value == "b"
+    assert "statestore_s3" in config.sections()
+
+
+def test_worker_backend_alias(tmp_path: Path) -> None:
+    path = write(tmp_path, "[workers]\nstate_store_backend = local\n")
+    config = load_config(path, environ={})
+    assert config.worker_backend == "local"
+    assert list(config.section("workers")) == ["state_backend"], "the alias is shown under its canonical name"
+    both = write(tmp_path, "[workers]\nstate_store_backend = local\nstate_backend = memory\n")
+    assert load_config(both, environ={}).worker_backend == "memory", "the canonical name wins within one source"
+    env = {"STATESTORE__WORKERS__STATE_STORE_BACKEND": "s3"}
+    assert load_config(both, environ=env).worker_backend == "s3", "an alias in the environment beats the file"
+    assert load_config(tmp_path / "missing.cfg", environ={}).worker_backend is None
+
+
+@pytest.mark.parametrize(
+    ("file_text", "environ", "where"),
+    [
+        ("[state_store]\ndefault_retention_days = -1\n", {}, "(from {path} [state_store] default_retention_days)"),
+        (
+            "",
+            {"STATESTORE__STATE_STORE__DEFAULT_RETENTION_DAYS": "-3"},
+            "(from environment variable STATESTORE__STATE_STORE__DEFAULT_RETENTION_DAYS)",
+        ),
+    ],
+    ids=["file", "environment"],
+)
+def test_negative_retention_is_rejected_at_load(
+    tmp_path: Path, file_text: str, environ: dict[str, str], where: str
+) -> None:
+    path = write(tmp_path, file_text)
+    with pytest.raises(ConfigurationError) as info:
+        load_config(path, environ=environ)
+    message = str(info.value)
+    assert message.startswith("[state_store] default_retention_days must be >= 0, got -")
+    assert message.endswith(where.format(path=path))
+
+
+def test_typed_getter_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, "[statestore_x]\ncount = many\nflag = maybe\nratio = half\n")
+    config = load_config(path, environ={})
+    with pytest.raises(ConfigurationError) as info:
+        config.getint("statestore_x", "count")
+    assert str(info.value) == f"[statestore_x] count must be an integer, got 'many' (from {path} [statestore_x] count)"
+    with pytest.raises(ConfigurationError, match=r"\[statestore_x\] flag must be true or false, got 'maybe'"):
+        config.getbool("statestore_x", "flag")
+    with pytest.raises(ConfigurationError, match=r"\[statestore_x\] ratio must be a number, got 'half'"):
+        config.getfloat("statestore_x", "ratio")
+    with pytest.raises(ConfigurationError) as info:
+        config.getint("statestore_x", "absent")
+    assert str(info.value) == (
+        f"[statestore_x] absent is not set; set it in {path} [statestore_x] absent "
+        "or the environment variable STATESTORE__STATESTORE_X__ABSENT"
+    )
+    assert config.getint("statestore_x", "absent", 5) == 5
+    assert config.getbool("statestore_x", "absent", True) is True
+    assert config.getfloat("statestore_x", "absent", 0.5) == 0.5
+
+
+def test_invalid_core_settings_fail_at_load(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="clear_on_success must be true or false, got 'sometimes'"):
+        load_config(write(tmp_path, "[state_store]\nclear_on_success = sometimes\n"), environ={})
+    with pytest.raises(ConfigurationError, match="cannot parse configuration file"):
+        load_config(write(tmp_path, "no section header\n"), environ={})
+
+
+def test_secrets_are_masked(tmp_path: Path) -> None:
+    assert mask_secret("secret_access_key", "AKIAXYZ") == "***"
+    assert mask_secret("password", "hunter2") == "***"
+    assert mask_secret("url", "redis://:hunter2@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert mask_secret("sql_alchemy_conn", "postgresql://u:hunter2@h/db") == "postgresql://u:***@h/db"
+    assert mask_secret("endpoint", "https://h/x?sig=hunter2&a=1") == "https://h/x?sig=***&a=1"
+    assert mask_secret("bucket", "plain") == "plain"
+    path = write(tmp_path, "[statestore_x]\napi_token = hunter2\nport = hunter2\n")
+    config = load_config(path, environ={})
+    assert config.section("statestore_x")["api_token"].display_value == "***"
+    assert config.section("statestore_x")["api_token"].value == "hunter2"
+    with pytest.raises(ConfigurationError) as info:
+        config.getint("statestore_x", "api_token")
+    assert "hunter2" not in str(info.value)
+    assert "'***'" in str(info.value)
+
+
+def test_from_dict_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATESTORE__STATE_STORE__BACKEND", "local")
+    config = Config.from_dict({"state_store": {"backend": "memory", "default_retention_days": 0}})
+    assert (config.backend, config.default_retention_days) == ("memory", 0)
+    assert config.setting("state_store", "backend").source == "code"  # type: ignore[union-attr]
+    assert Config.from_dict({}).backend == "metastore"
+
+
+def test_airflow_configuration_is_used_instead_of_file_and_environment() -> None:
+    conf = airflow_conf(
+        "[state_store]\nbackend = airflow.state.metastore.MetastoreBackend\ndefault_retention_days = 3\n"
+        "[workers]\nstate_store_backend = statestore.s3.S3StoreBackend\nconcurrency = 16\n"
+        "[statestore_s3]\nbucket = from-airflow\nsecret_access_key = hunter2\n"
+    )
+    environ: dict[str, Any] = {
+        "STATESTORE__STATE_STORE__DEFAULT_RETENTION_DAYS": "9",
+        "AIRFLOW__STATESTORE_GCS__BUCKET": "g",
+    }
+    config = Config(airflow_conf=conf, environ=environ)
+    assert config.from_airflow
+    assert config.backend == "metastore", "Airflow's own default backend means statestore's default"
+    assert config.default_retention_days == 3
+    assert config.setting("state_store", "default_retention_days").source == (  # type: ignore[union-attr]
+        "airflow configuration [state_store] default_retention_days"
+    )
+    assert config.worker_backend == "statestore.s3.S3StoreBackend"
+    assert config.get("statestore_s3", "bucket") == "from-airflow"
+    assert config.section("statestore_s3")["secret_access_key"].display_value == "***"
+    assert list(config.section("workers")) == ["state_backend"], "Airflow's unrelated worker settings are not ours"
+    assert {"state_store", "workers", "statestore_s3", "statestore_gcs"} <= set(config.sections())
+    assert config.describe_sources("statestore_s3", "prefix") == (
+        "airflow.cfg [statestore_s3] prefix or AIRFLOW__STATESTORE_S3__PREFIX"
+    )
+
+
+def test_airflow_configuration_is_validated() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Config(airflow_conf=airflow_conf("[state_store]\ndefault_retention_days = -1\n"))
+    assert str(info.value) == (
+        "[state_store] default_retention_days must be >= 0, got -1 "
+        "(from airflow configuration [state_store] default_retention_days)"
+    )
