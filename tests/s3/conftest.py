@@ -150,8 +150,9 @@ def requests_of() -> Callable[[Any], Requests]:
 class FaultProxy:
     """A loopback HTTP proxy in front of moto that can answer 503 to the next N requests.
 
-    ``fail(n)`` arms it; ``rewrite`` may alter a forwarded response body (e.g. to report a
-    per-key DeleteObjects error). ``seen`` counts requests that reached the proxy.
+    ``fail(n)`` arms it. Names in ``deny_delete`` are taken out of forwarded ``DeleteObjects``
+    requests and reported back as per-key ``AccessDenied`` errors, as S3 does when a bucket policy
+    forbids deleting them. ``seen`` counts requests that reached the proxy.
     """
 
     def __init__(self, upstream: str) -> None:
@@ -159,7 +160,7 @@ class FaultProxy:
         self.failures_left = 0
         self.status = 503
         self.seen = 0
-        self.rewrite: Callable[[str, str, bytes], bytes] | None = None
+        self.deny_delete: set[str] = set()
         self._lock = threading.Lock()
         proxy = self
 
@@ -179,13 +180,22 @@ class FaultProxy:
                     error = b"<Error><Code>SlowDown</Code><Message>injected by the test proxy</Message></Error>"
                     self._reply(proxy.status, {"Content-Type": "application/xml"}, error)
                     return
-                conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "content-length"}
+                denied = proxy.deny_delete if self.command == "POST" and self.path.endswith("?delete") else set()
+                denied = {name for name in denied if f"<Key>{name}</Key>".encode() in body}
+                for name in denied:
+                    body = body.replace(f"<Object><Key>{name}</Key></Object>".encode(), b"")
+                if denied:  # the body changed: drop its checksum (moto does not check signatures)
+                    headers = {k: v for k, v in headers.items() if not k.lower().startswith("x-amz-checksum")}
+                conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
                 conn.request(self.command, self.path, body=body, headers=headers)
                 response = conn.getresponse()
                 data = response.read()
-                if proxy.rewrite is not None:
-                    data = proxy.rewrite(self.command, self.path, data)
+                errors = "".join(
+                    f"<Error><Key>{n}</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+                    for n in sorted(denied)
+                )
+                data = data.replace(b"</DeleteResult>", errors.encode() + b"</DeleteResult>")
                 passed = {k: v for k, v in response.getheaders() if k.lower() not in ("content-length", "connection")}
                 conn.close()
                 self._reply(response.status, passed, data)

@@ -115,7 +115,7 @@ class S3StoreBackend(ObjectStoreBackend):
                 endpoint_url=self.endpoint_url,
                 region_name=self.region_name,
                 config=botocore.config.Config(
-                    retries={"mode": "standard", "max_attempts": attempts},
+                    retries={"mode": "standard", "total_max_attempts": attempts},
                     s3={"addressing_style": style},
                     max_pool_connections=pool,
                 ),
