@@ -10,10 +10,11 @@ The async methods use ``redis.asyncio`` natively with the same layout and script
 from __future__ import annotations
 
 import asyncio
+import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
 from datetime import datetime, timedelta, timezone
+from types import TracebackType
 from typing import Any
 
 import redis
@@ -26,7 +27,7 @@ from redis.retry import Retry
 from statestore.core.base import BaseStoreBackend, StoredEntry, utcnow
 from statestore.core.config import Config, mask_secret
 from statestore.core.errors import ConfigurationError, InvalidReferenceError, StorageError
-from statestore.core.naming import decode_segment, encode_segment
+from statestore.core.naming import decode_segment
 from statestore.core.scopes import StoreScope, TaskScope, to_scope
 from statestore.redis.layout import KeyLayout
 from statestore.redis.scripts import CLEAR_SCOPE, CLEAR_TASK, DELETE, SET, Script
@@ -47,7 +48,7 @@ _DEFAULTS: dict[str, str] = {
     "retry_attempts": "3",
     "retry_backoff_base": "0.05",
     "retry_backoff_cap": "2",
-    "max_connections": "64",
+    "max_connections": "0",
 }
 
 
@@ -80,6 +81,33 @@ def _entry(raw: Any) -> StoredEntry | None:
 def _decode_members(members: Any) -> list[str]:
     """The store keys named by index members (encoded segments)."""
     return [decode_segment(bytes(m).decode()) for m in members]
+
+
+class _Errors:
+    """Turns a redis-py error into ``StorageError`` naming the operation and the server (a plain class: cheap)."""
+
+    __slots__ = ("location", "operation")
+
+    def __init__(self, location: str, operation: str) -> None:
+        self.location = location
+        self.operation = operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if isinstance(exc, redis.RedisError):
+            raise StorageError(
+                f"Redis {self.operation} failed at {self.location}: {type(exc).__name__}: {_mask_url(str(exc))}. "
+                f"Check that the server is reachable and the [{SECTION}] settings are right."
+            ) from exc
+
+
+class _ThreadClient(threading.local):
+    client: redis.Redis | None = None
+    pid = 0
 
 
 class RedisStoreBackend(BaseStoreBackend):
@@ -136,16 +164,19 @@ class RedisStoreBackend(BaseStoreBackend):
             "socket_connect_timeout": (
                 socket_connect_timeout if socket_connect_timeout is not None else self._float("socket_connect_timeout")
             ),
-            "max_connections": max_connections if max_connections is not None else self._int("max_connections"),
+            "max_connections": (max_connections if max_connections is not None else self._int("max_connections"))
+            or None,
         }
         # redis-py lets settings in the URL (credentials, ?socket_timeout=...) win over these.
         self._options = {k: v for k, v in options.items() if v not in (None, "")}
         try:
-            self._client: redis.Redis = redis.Redis.from_url(
+            self._pool = redis.ConnectionPool.from_url(
                 self.url, retry=Retry(ExponentialBackoff(cap, base), attempts, _RETRYABLE), **self._options
             )
         except ValueError as exc:
             raise ConfigurationError(f"[{SECTION}] url {_mask_url(self.url)!r} is invalid: {exc}") from None
+        self._location = f"{_mask_url(self.url)} key_prefix={self.key_prefix}"
+        self._thread = _ThreadClient()
         self._aclients: dict[asyncio.AbstractEventLoop, tuple[aredis.Redis, asyncio.Task[None]]] = {}
 
     # -- configuration -------------------------------------------------------------------------------
@@ -170,9 +201,21 @@ class RedisStoreBackend(BaseStoreBackend):
     @property
     def location(self) -> str:
         """The server URL (password masked) and key prefix: where this backend keeps data."""
-        return f"{_mask_url(self.url)} key_prefix={self.key_prefix}"
+        return self._location
 
     # -- clients ---------------------------------------------------------------------------------------
+
+    def _sync(self) -> redis.Redis:
+        """The calling thread's client, holding one pooled connection for the thread's lifetime.
+
+        Checking a connection out of the pool costs about as much as a loopback round trip in
+        redis-py, so each thread keeps its own; a forked child opens new ones.
+        """
+        local = self._thread
+        if local.client is None or local.pid != os.getpid():
+            local.client = redis.Redis(connection_pool=self._pool, single_connection_client=True)
+            local.pid = os.getpid()
+        return local.client
 
     def _aclient(self) -> aredis.Redis:
         """The asyncio client of the running event loop (redis.asyncio connections belong to one loop).
@@ -198,8 +241,11 @@ class RedisStoreBackend(BaseStoreBackend):
             await client.aclose()
 
     def close(self) -> None:
-        """Close the pooled sync connections (they reopen on next use)."""
-        self._client.close()
+        """Close the sync connections of every thread (they reopen on next use)."""
+        client, self._thread.client = self._thread.client, None
+        if client is not None:
+            client.close()
+        self._pool.disconnect()
 
     async def aclose(self) -> None:
         """Close the asyncio connections of the running event loop (they reopen on next use)."""
@@ -208,23 +254,15 @@ class RedisStoreBackend(BaseStoreBackend):
             entry[1].cancel()
             await asyncio.wait([entry[1]])  # the guard closes the client; its cancellation stays inside it
 
-    @contextmanager
-    def _errors(self, operation: str) -> Iterator[None]:
-        """Turn a redis-py error (left after retries) into ``StorageError`` naming the server, password masked."""
-        try:
-            yield
-        except redis.RedisError as exc:
-            detail = _mask_url(str(exc))
-            raise StorageError(
-                f"Redis {operation} failed at {self.location}: {type(exc).__name__}: {detail}. "
-                f"Check that the server is reachable and the [{SECTION}] settings are right."
-            ) from exc
+    def _errors(self, operation: str) -> _Errors:
+        """A context turning redis-py errors (left after retries) into ``StorageError``, password masked."""
+        return _Errors(self.location, operation)
 
     def _run(self, script: Script, keys: list[str], args: list[str]) -> Any:
         try:
-            return self._client.evalsha(script.sha, len(keys), *keys, *args)
+            return self._sync().evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
-            return self._client.eval(script.source, len(keys), *keys, *args)
+            return self._sync().eval(script.source, len(keys), *keys, *args)
 
     async def _arun(self, script: Script, keys: list[str], args: list[str]) -> Any:
         client = self._aclient()
@@ -235,28 +273,20 @@ class RedisStoreBackend(BaseStoreBackend):
 
     # -- script arguments, shared by sync and async ---------------------------------------------------
 
-    def _tracking(self, scope: StoreScope) -> tuple[list[str], list[str]]:
-        """The index (and, for a task, map-index set) keys and the map-index argument of ``scope``."""
-        index = self.layout.index_key(scope)
-        if isinstance(scope, TaskScope):
-            return [index, self.layout.maps_key(scope)], [str(scope.map_index)]
-        return [index], []
-
     def _set_call(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None) -> _Call:
-        tracking, map_index = self._tracking(scope)
-        keys = [self.layout.value_key(scope, key), *tracking]
-        expiry = _expiry_ms(expires_at)
-        return SET, keys, [f"{expiry}:{value}", expiry, encode_segment(key), *map_index]
+        return (
+            SET,
+            [self.layout.value_key(scope, key), *self.layout.tracking_keys(scope)],
+            [f"{_expiry_ms(expires_at)}:{value}"],
+        )
 
     def _delete_call(self, scope: StoreScope, key: str) -> _Call:
-        tracking, map_index = self._tracking(scope)
-        return DELETE, [self.layout.value_key(scope, key), *tracking], [encode_segment(key), *map_index]
+        return DELETE, [self.layout.value_key(scope, key), *self.layout.tracking_keys(scope)], []
 
     def _clear_call(self, scope: StoreScope, all_map_indices: bool) -> _Call:
         if all_map_indices and isinstance(scope, TaskScope):
             return CLEAR_TASK, [self.layout.maps_key(scope)], [self.layout.tag(scope)]
-        tracking, map_index = self._tracking(scope)
-        return CLEAR_SCOPE, tracking, [self.layout.scope_base(scope), *map_index]
+        return CLEAR_SCOPE, list(self.layout.tracking_keys(scope)), []
 
     @staticmethod
     def _live_min() -> str:
@@ -267,7 +297,7 @@ class RedisStoreBackend(BaseStoreBackend):
 
     def _get(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
         with self._errors("GET"):
-            return _entry(self._client.get(self.layout.value_key(scope, key)))
+            return _entry(self._sync().get(self.layout.value_key(scope, key)))
 
     def _set(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
         with self._errors("SET"):
@@ -283,7 +313,7 @@ class RedisStoreBackend(BaseStoreBackend):
 
     def _keys(self, scope: StoreScope, session: Any) -> list[str]:
         with self._errors("ZRANGEBYSCORE"):
-            members = self._client.zrangebyscore(self.layout.index_key(scope), self._live_min(), "+inf")
+            members = self._sync().zrangebyscore(self.layout.index_key(scope), self._live_min(), "+inf")
         return _decode_members(members)
 
     # -- async primitives -----------------------------------------------------------------------------

@@ -18,6 +18,8 @@ exactly the task (all map indices) or the asset, so all its keys share one Redis
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from statestore.core.errors import ConfigurationError
 from statestore.core.naming import encode_segment, parse_path, scope_path
 from statestore.core.scopes import StoreScope, TaskScope
@@ -26,6 +28,19 @@ __all__ = ["KeyLayout"]
 
 INDEX_SUFFIX = "#keys"
 MAPS_SUFFIX = "#maps"
+
+
+@lru_cache(maxsize=4096)
+def _names(prefix: str, scope: StoreScope) -> tuple[str, str, tuple[str, ...]]:
+    """The tag, the base and the tracking keys of ``scope`` (cached: encoding ids is the costly part of naming)."""
+    tag = f"{prefix}{{{'/'.join(scope_path(scope, all_map_indices=True))}}}"
+    if isinstance(scope, TaskScope):
+        base = f"{tag}/{scope.map_index}"
+        return tag, base, (base + INDEX_SUFFIX, tag + MAPS_SUFFIX)
+    return tag, tag, (tag + INDEX_SUFFIX,)
+
+
+_encode_key = lru_cache(maxsize=4096)(encode_segment)
 
 
 class KeyLayout:
@@ -41,20 +56,23 @@ class KeyLayout:
 
     def tag(self, scope: StoreScope) -> str:
         """``P{…}``: the prefix and hash tag shared by every key of the task (all map indices) or asset."""
-        return f"{self.prefix}{{{'/'.join(scope_path(scope, all_map_indices=True))}}}"
+        return _names(self.prefix, scope)[0]
 
     def scope_base(self, scope: StoreScope) -> str:
         """The name every key of exactly this scope (one map index of a task) starts with."""
-        tag = self.tag(scope)
-        return f"{tag}/{scope.map_index}" if isinstance(scope, TaskScope) else tag
+        return _names(self.prefix, scope)[1]
 
     def value_key(self, scope: StoreScope, key: str) -> str:
         """The Redis string holding the value of ``(scope, key)``."""
-        return f"{self.scope_base(scope)}/{encode_segment(key)}"
+        return f"{_names(self.prefix, scope)[1]}/{_encode_key(key)}"
 
     def index_key(self, scope: StoreScope) -> str:
         """The sorted set listing the (encoded) keys of ``scope`` with their expiry."""
-        return self.scope_base(scope) + INDEX_SUFFIX
+        return _names(self.prefix, scope)[2][0]
+
+    def tracking_keys(self, scope: StoreScope) -> tuple[str, ...]:
+        """The keys a write to ``scope`` keeps up to date: its index and, for a task, the map-index set."""
+        return _names(self.prefix, scope)[2]
 
     def maps_key(self, scope: TaskScope) -> str:
         """The sorted set listing the map indices of the task that hold keys."""

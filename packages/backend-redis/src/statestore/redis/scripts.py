@@ -26,13 +26,13 @@ class Script:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
 
-# Helpers shared by the scripts. An index (or the map-index set of a task) expires with its
-# latest member and persists while any member never expires, so it never outlives its values.
+# Helpers shared by the scripts. Script arguments stay few (redis-py packs each one): the member
+# and the map index are read back from the key names, the expiry from the stored value's header.
+# An index (and a task's map-index set) expires with its latest member and persists while any
+# member never expires, so it never outlives its values; entries of values that Redis expired
+# are pruned whenever an index gains a member, so an index stays as small as its live keys.
 _PRELUDE = """
-local function now_ms()
-  local t = redis.call('TIME')
-  return t[1] .. string.format('%03d', math.floor(t[2] / 1000))
-end
+local function base_of(index) return string.sub(index, 1, -6) end  -- index = base .. '#keys'
 
 local function expire_like_latest(zset)
   local top = redis.call('ZRANGE', zset, -1, -1, 'WITHSCORES')
@@ -41,15 +41,19 @@ local function expire_like_latest(zset)
   return top[2]
 end
 
--- Drop index entries whose values Redis has expired, then re-derive the expiries of the index
--- and of the task's map-index set (maps is nil for assets).
-local function track(index, maps, map_index)
-  local now = now_ms()
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. now)
+local function prune(index, maps)
+  local t = redis.call('TIME')
+  local now = '(' .. t[1] .. string.format('%03d', math.floor(t[2] / 1000))
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+  if maps then redis.call('ZREMRANGEBYSCORE', maps, '-inf', now) end
+end
+
+-- Re-derive the expiry of the index and the entry and expiry of its map index (maps is nil for assets).
+local function track(index, maps)
   local latest = expire_like_latest(index)
   if maps then
+    local map_index = string.match(base_of(index), '[^/]+$')
     if latest then redis.call('ZADD', maps, latest, map_index) else redis.call('ZREM', maps, map_index) end
-    redis.call('ZREMRANGEBYSCORE', maps, '-inf', '(' .. now)
     expire_like_latest(maps)
   end
 end
@@ -71,15 +75,17 @@ end
 SET = Script(
     _PRELUDE
     + """
--- KEYS: value, index[, maps]  ARGV: value, expire_at_ms ('' = never), member[, map_index]
-if ARGV[2] == '' then
+-- KEYS: value, index[, maps]  ARGV: '<expiry in epoch ms, or nothing>:<JSON>'
+local expire_at = string.match(ARGV[1], '^(%d*):')
+local member = string.sub(KEYS[1], #base_of(KEYS[2]) + 2)
+if expire_at == '' then
   redis.call('SET', KEYS[1], ARGV[1])
-  redis.call('ZADD', KEYS[2], 'inf', ARGV[3])
+  expire_at = 'inf'
 else
-  redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
-  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+  redis.call('SET', KEYS[1], ARGV[1], 'PXAT', expire_at)
 end
-track(KEYS[2], KEYS[3], ARGV[4])
+if redis.call('ZADD', KEYS[2], expire_at, member) == 1 then prune(KEYS[2], KEYS[3]) end
+track(KEYS[2], KEYS[3])
 return 1
 """
 )
@@ -87,10 +93,9 @@ return 1
 DELETE = Script(
     _PRELUDE
     + """
--- KEYS: value, index[, maps]  ARGV: member[, map_index]
+-- KEYS: value, index[, maps]
 local removed = redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-track(KEYS[2], KEYS[3], ARGV[2])
+if redis.call('ZREM', KEYS[2], string.sub(KEYS[1], #base_of(KEYS[2]) + 2)) == 1 then track(KEYS[2], KEYS[3]) end
 return removed
 """
 )
@@ -98,10 +103,10 @@ return removed
 CLEAR_SCOPE = Script(
     _PRELUDE
     + """
--- KEYS: index[, maps]  ARGV: scope base[, map_index]
-local removed = drop_scope(ARGV[1])
+-- KEYS: index[, maps]
+local removed = drop_scope(base_of(KEYS[1]))
 if KEYS[2] then
-  redis.call('ZREM', KEYS[2], ARGV[2])
+  redis.call('ZREM', KEYS[2], string.match(base_of(KEYS[1]), '[^/]+$'))
   expire_like_latest(KEYS[2])
 end
 return removed
