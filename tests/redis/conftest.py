@@ -155,5 +155,14 @@ def make_backend(redis_url: str, admin: redis.Redis) -> Iterator[Callable[..., R
 
 
 @pytest.fixture
+def redis_section(redis_url: str, admin: redis.Redis) -> Iterator[dict[str, str]]:
+    """A ``[statestore_redis]`` section with a key prefix of its own, deleted afterwards."""
+    token = secrets.token_hex(6)
+    section = {"url": redis_url, "key_prefix": f"sstest:{token}:", "client_name": f"sstest-{token}"}
+    yield section
+    delete_prefix(admin, section["key_prefix"])
+
+
+@pytest.fixture
 def backend(make_backend: Callable[..., RedisStoreBackend]) -> RedisStoreBackend:
     return make_backend()
