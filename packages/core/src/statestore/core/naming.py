@@ -19,6 +19,7 @@ __all__ = [
     "MAX_KEY_LENGTH",
     "decode_segment",
     "encode_segment",
+    "identity_scope",
     "parse_path",
     "scope_path",
     "shorten_segment",
@@ -84,6 +85,21 @@ def scope_path(scope: StoreScope, *, all_map_indices: bool = False) -> tuple[str
     if scope.uri:
         return ("asset", "uri", encode_segment(scope.uri))
     return ("asset", "id", str(scope.asset_id))
+
+
+def identity_scope(scope: StoreScope) -> StoreScope:
+    """``scope`` reduced to the fields :func:`scope_path` names it by (an asset's first of name, uri, id).
+
+    Backends that key data by scope objects use it so that ``AssetScope(name=n, uri=u)`` (what
+    Airflow's workers send) and the scope parsed back from a reference address the same data.
+    """
+    if isinstance(scope, TaskScope):
+        return scope
+    if scope.name:
+        return AssetScope(name=scope.name)
+    if scope.uri:
+        return AssetScope(uri=scope.uri)
+    return AssetScope(asset_id=scope.asset_id)
 
 
 def parse_path(segments: list[str] | tuple[str, ...]) -> tuple[StoreScope, str]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from statestore.core.base import BaseStoreBackend, CleanupResult, StoredEntry, is_expired
 from statestore.core.config import Config
+from statestore.core.naming import identity_scope
 from statestore.core.scopes import StoreScope, TaskScope
 
 __all__ = ["MemoryStoreBackend"]
@@ -31,25 +32,25 @@ class MemoryStoreBackend(BaseStoreBackend):
 
     def _scopes(self, scope: StoreScope, all_map_indices: bool) -> list[StoreScope]:
         if not (all_map_indices and isinstance(scope, TaskScope)):
-            return [scope]
+            return [identity_scope(scope)]
         same_task = (scope.dag_id, scope.run_id, scope.task_id)
         return [s for s in self._data if isinstance(s, TaskScope) and (s.dag_id, s.run_id, s.task_id) == same_task]
 
     def _get(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
         with self._lock:
-            return self._data.get(scope, {}).get(key)
+            return self._data.get(identity_scope(scope), {}).get(key)
 
     def _set(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
         with self._lock:
-            self._data.setdefault(scope, {})[key] = StoredEntry(value, expires_at)
+            self._data.setdefault(identity_scope(scope), {})[key] = StoredEntry(value, expires_at)
 
     def _delete(self, scope: StoreScope, key: str, session: Any) -> None:
         with self._lock:
-            entries = self._data.get(scope)
+            entries = self._data.get(identity_scope(scope))
             if entries is not None:
                 entries.pop(key, None)
                 if not entries:
-                    del self._data[scope]
+                    del self._data[identity_scope(scope)]
 
     def _clear(self, scope: StoreScope, all_map_indices: bool, session: Any) -> None:
         with self._lock:
@@ -58,7 +59,7 @@ class MemoryStoreBackend(BaseStoreBackend):
 
     def _keys(self, scope: StoreScope, session: Any) -> list[str]:
         with self._lock:
-            return list(self._data.get(scope, {}))
+            return list(self._data.get(identity_scope(scope), {}))
 
     def _cleanup(self, now: datetime) -> CleanupResult:
         result = CleanupResult()

@@ -58,7 +58,7 @@ ODD_KEYS: Final = (
 )
 """Keys every backend must store, list and delete exactly (all legal, all hostile to naive naming)."""
 
-SCOPE_KINDS: Final = ("task", "mapped_task", "asset_name", "asset_uri", "asset_id")
+SCOPE_KINDS: Final = ("task", "mapped_task", "asset_name", "asset_uri", "asset_id", "asset_name_uri")
 _VALUES: Final = ('"x"', "0", "-1.5e-07", "true", "[]", '{"a":[1,2,{"b":null}],"c":"ü🎉"}', '""', '"line\\nbreak"')
 
 
@@ -95,11 +95,13 @@ class Ids:
         return TaskScope(f"{self.token}{dag}", run, task_id, map_index)
 
     def asset(self, kind: str = "name", text: str = "asset") -> AssetScope:
-        """An asset scope addressed by ``name``, ``uri`` or ``id`` (the id ignores ``text``)."""
+        """An asset scope addressed by ``name``, ``uri``, ``id`` or ``name_uri`` (both, as Airflow's workers send)."""
         if kind == "name":
             return AssetScope(name=f"{self.token}{text}")
         if kind == "uri":
             return AssetScope(uri=f"s3://{self.token}/{text}")
+        if kind == "name_uri":
+            return AssetScope(name=f"{self.token}{text}", uri=f"s3://{self.token}/{text}")
         return AssetScope(asset_id=self.asset_id)
 
     def scope(self, kind: str) -> StoreScope:
@@ -114,8 +116,8 @@ class Ids:
         """A different scope of the same kind, as close to ``scope`` as possible."""
         if isinstance(scope, TaskScope):
             return TaskScope(scope.dag_id, scope.run_id, scope.task_id + "2", scope.map_index)
-        if scope.name:
-            return AssetScope(name=scope.name + "2")
+        if scope.name:  # a different asset differs in every identifying field (Airflow keeps name and uri unique)
+            return AssetScope(name=scope.name + "2", uri=None if scope.uri is None else scope.uri + "2")
         if scope.uri:
             return AssetScope(uri=scope.uri + "2")
         return AssetScope(asset_id=self.asset_id + 1)

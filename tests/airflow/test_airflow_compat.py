@@ -1,0 +1,214 @@
+"""statestore backends inside the real Airflow 3.3.2 (``nox -s airflow``).
+
+Each check runs in a fresh interpreter with a private ``AIRFLOW_HOME`` and ``AIRFLOW__...``
+variables, as an Airflow process would start: Airflow's configuration is loaded first and our
+class is imported by Airflow itself from ``[state_store] backend`` / ``[workers] state_store_backend``.
+No Airflow database is needed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.airflow
+
+MEMORY = "statestore.core.backends.memory.MemoryStoreBackend"
+LOCAL = "statestore.core.backends.local.LocalStoreBackend"
+METASTORE = "statestore.core.metastore.MetastoreStoreBackend"
+
+
+@pytest.fixture
+def airflow_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a fresh Airflow process: private home, our settings, no STATESTORE__ variables."""
+    if importlib.util.find_spec("airflow.state") is None:
+        pytest.fail(
+            "Airflow is not installed here; run `nox -s airflow` (installs apache-airflow-core==3.3.2 "
+            "and apache-airflow-task-sdk==1.3.2)",
+            pytrace=False,
+        )
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__STATE_STORE__DEFAULT_RETENTION_DAYS": "3",
+        "AIRFLOW__STATE_STORE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'state.db'}",
+        "AIRFLOW__STATESTORE_LOCAL__PATH": str(tmp_path / "objects"),
+        "STATESTORE_HOME": str(tmp_path / "statestore-home"),
+    }
+
+
+def run_in_airflow(env: dict[str, str], script: str) -> Any:
+    """Run ``script`` in a fresh interpreter; it prints one JSON document on its last line."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("class_path", [MEMORY, LOCAL, METASTORE])
+def test_server_resolver_accepts_our_class(airflow_env: dict[str, str], class_path: str) -> None:
+    """``airflow.state.resolve_state_backend`` imports the class itself and passes its issubclass check."""
+    airflow_env["AIRFLOW__STATE_STORE__BACKEND"] = class_path
+    out = run_in_airflow(
+        airflow_env,
+        """
+        import importlib, json, os, sys
+        import airflow.state
+        imported_before = "statestore.core.base" in sys.modules
+        cls = airflow.state.resolve_state_backend()
+        module, _, name = os.environ["AIRFLOW__STATE_STORE__BACKEND"].rpartition(".")
+        backend = airflow.state.get_state_backend()
+        setting = backend.config.setting("state_store", "default_retention_days")
+        print(json.dumps({
+            "imported_before": imported_before,
+            "same_class": cls is getattr(importlib.import_module(module), name),
+            "subclass": issubclass(cls, airflow.state.BaseStoreBackend),
+            "retention": backend.config.default_retention_days,
+            "source": setting.source,
+        }))
+        """,
+    )
+    assert out == {
+        "imported_before": False,
+        "same_class": True,
+        "subclass": True,
+        "retention": 3,
+        "source": "airflow configuration [state_store] default_retention_days",
+    }
+
+
+def test_server_resolver_when_statestore_was_imported_first(airflow_env: dict[str, str]) -> None:
+    """A process that imported statestore before Airflow (a DAG file, a plugin) still passes the check."""
+    airflow_env["AIRFLOW__STATE_STORE__BACKEND"] = MEMORY
+    out = run_in_airflow(
+        airflow_env,
+        """
+        import json, sys
+        from statestore.core.backends.memory import MemoryStoreBackend
+        assert "airflow.state" not in sys.modules
+        import airflow.state
+        from airflow.sdk.state import BaseStoreBackend as SdkBase
+        print(json.dumps([
+            airflow.state.resolve_state_backend() is MemoryStoreBackend,
+            issubclass(MemoryStoreBackend, SdkBase),
+        ]))
+        """,
+    )
+    assert out == [True, True]
+
+
+def test_an_unrelated_class_is_still_refused(airflow_env: dict[str, str]) -> None:
+    """Registration covers statestore backends only: Airflow still refuses other classes."""
+    airflow_env["AIRFLOW__STATE_STORE__BACKEND"] = "collections.OrderedDict"
+    out = run_in_airflow(
+        airflow_env,
+        """
+        import json
+        import statestore.core
+        import airflow.state
+        try:
+            airflow.state.resolve_state_backend()
+            print(json.dumps("accepted"))
+        except TypeError as exc:
+            print(json.dumps(str(exc)))
+        """,
+    )
+    assert out == "Your custom state backend `OrderedDict` is not a subclass of `BaseStoreBackend`."
+
+
+@pytest.mark.parametrize("class_path", [MEMORY, LOCAL])
+def test_worker_loader_and_airflow_scopes(airflow_env: dict[str, str], class_path: str) -> None:
+    """The worker loader instantiates our class with no arguments; Airflow's scopes and hooks work with it."""
+    airflow_env["AIRFLOW__WORKERS__STATE_STORE_BACKEND"] = class_path
+    out = run_in_airflow(
+        airflow_env,
+        """
+        import asyncio, json
+        from datetime import datetime, timedelta, timezone
+        from airflow.sdk.execution_time.context import _get_worker_state_store_backend
+        from airflow.sdk.state import AssetScope, TaskScope
+
+        backend = _get_worker_state_store_backend()
+        task = TaskScope(dag_id="etl/daily", run_id="manual__2026-01-01", task_id="load", map_index=2)
+        other = TaskScope(dag_id="etl/daily", run_id="manual__2026-01-01", task_id="load", map_index=3)
+        asset = AssetScope(name="warehouse.orders", uri="s3://lake/orders")
+        backend.set(task, "job/id", '"j-1"')
+        backend.set(other, "job/id", '"j-2"')
+        backend.set(asset, "watermark", '"2026-01-01"')
+        seen = [backend.get(task, "job/id"), backend.get(other, "job/id"), backend.get(asset, "watermark")]
+        backend.clear(task)
+        after_clear = [backend.get(task, "job/id"), backend.get(other, "job/id")]
+        asyncio.run(backend.aset(asset, "cursor", "42"))
+        async_seen = asyncio.run(backend.aget(asset, "cursor"))
+        backend.delete(asset, "cursor")
+
+        ref = backend.serialize_task_state_store_to_ref(value={"rows": [1, 2]}, key="ckpt", scope=task)
+        same = backend.serialize_task_state_store_to_ref(value={"rows": [1, 2]}, key="ckpt", scope=task)
+        entry = backend._get(backend.resolve_reference(ref)[0], "ckpt", None) if "memory" in ref else None
+        now = datetime.now(timezone.utc)
+        asset_ref = backend.serialize_asset_state_store_to_ref(value=[7], key="ckpt", scope=asset)
+        print(json.dumps({
+            "class": f"{type(backend).__module__}.{type(backend).__qualname__}",
+            "location": backend.location,
+            "seen": seen,
+            "after_clear": after_clear,
+            "async_seen": async_seen,
+            "cursor_deleted": backend.get(asset, "cursor") is None,
+            "same_ref": ref == same,
+            "value": backend.deserialize_task_state_store_from_ref(ref),
+            "asset_value": backend.deserialize_asset_state_store_from_ref(asset_ref),
+            "expiry_days": None if entry is None else round((entry.expires_at - now) / timedelta(days=1)),
+            "worker_setting": backend.config.worker_backend,
+        }))
+        """,
+    )
+    assert out["class"] == class_path
+    assert out["seen"] == ['"j-1"', '"j-2"', '"2026-01-01"']
+    assert out["after_clear"] == [None, '"j-2"'], "clear touched only the task's own map index"
+    assert (out["async_seen"], out["cursor_deleted"], out["same_ref"]) == ("42", True, True)
+    assert (out["value"], out["asset_value"]) == ({"rows": [1, 2]}, [7])
+    assert out["worker_setting"] == class_path, "[workers] state_store_backend is read as state_backend"
+    if class_path == MEMORY:
+        assert out["expiry_days"] == 3, "the task hook applies AIRFLOW__STATE_STORE__DEFAULT_RETENTION_DAYS"
+    else:
+        assert out["location"].startswith(f"local://{airflow_env['AIRFLOW__STATESTORE_LOCAL__PATH']}"), (
+            "the plugin section came from AIRFLOW__STATESTORE_LOCAL__PATH"
+        )
+        assert any(Path(airflow_env["AIRFLOW__STATESTORE_LOCAL__PATH"]).rglob("*")), "values were written as files"
+
+
+def test_invalid_setting_in_airflow_names_the_airflow_key(airflow_env: dict[str, str]) -> None:
+    """A bad value in Airflow's configuration is reported with where it came from."""
+    airflow_env["AIRFLOW__WORKERS__STATE_STORE_BACKEND"] = MEMORY
+    airflow_env["AIRFLOW__STATE_STORE__CLEAR_ON_SUCCESS"] = "sometimes"
+    out = run_in_airflow(
+        airflow_env,
+        """
+        import json
+        from airflow.sdk.execution_time.context import _get_worker_state_store_backend
+        try:
+            _get_worker_state_store_backend()
+            print(json.dumps("loaded"))
+        except Exception as exc:
+            print(json.dumps(f"{type(exc).__name__}: {exc}"))
+        """,
+    )
+    assert out == (
+        "ConfigurationError: [state_store] clear_on_success must be true or false, got 'sometimes' "
+        "(from airflow configuration [state_store] clear_on_success)"
+    )
