@@ -57,13 +57,12 @@ def _resolve_backend(spec: BaseStoreBackend | str | type[BaseStoreBackend], conf
     raise TypeError(f"a backend is an instance, a plugin name or a class path, got {type(spec).__name__}")
 
 
-def _expires_at(retention: Any, config: Config) -> datetime | None:
-    """Absolute UTC expiry for ``retention`` (``timedelta``, ``NEVER_EXPIRE`` or None = the configured default)."""
+def _expires_at(retention: Any, default_days: int) -> datetime | None:
+    """Absolute UTC expiry for ``retention`` (``timedelta``, ``NEVER_EXPIRE`` or None = ``default_days``, 0 = never)."""
     if retention is NEVER_EXPIRE:
         return None
     if retention is None:
-        days = config.default_retention_days
-        return None if days == 0 else utcnow() + timedelta(days=days)
+        return None if default_days == 0 else utcnow() + timedelta(days=default_days)
     if isinstance(retention, timedelta):
         if retention <= timedelta(0):
             raise ValueError(f"retention must be positive, got {retention!r}; use delete() to remove a key")
@@ -110,6 +109,9 @@ class StateStore:
         config: Config | None = None,
     ) -> None:
         self.config = config if config is not None else load_config()
+        # Read once: a Config does not change, and these are consulted on every write.
+        self._default_retention_days = self.config.default_retention_days
+        self._inline_limit = self.config.max_value_storage_bytes
         self.backend = _resolve_backend(backend if backend is not None else self.config.backend, self.config)
         worker = worker_backend if worker_backend is not None else self.config.worker_backend
         self.worker_backend = None if worker is None else _resolve_backend(worker, self.config)
@@ -194,11 +196,17 @@ class StateStore:
 
     # -- the value flow ------------------------------------------------------------------------------
 
-    def _inline_text(self, key: str, value: JsonValue) -> str:
-        text = encode_value(_escape(value))
-        limit = self.config.max_value_storage_bytes
-        size = len(text.encode("utf-8"))
-        if limit and size > limit:
+    def _expiry(self, retention: Any) -> datetime | None:
+        return _expires_at(retention, self._default_retention_days)
+
+    def _inline_text(self, key: str, value: JsonValue, text: str) -> str:
+        """The server-side text of an inline value (``text`` is its JSON), escaped and within the limit."""
+        escaped = _escape(value)
+        if escaped is not value:
+            text = encode_value(escaped)
+        limit = self._inline_limit
+        size = len(text.encode("utf-8")) if limit and len(text) * 4 > limit else 0
+        if size > limit:
             raise ValueTooLargeError(
                 f"value for key {key!r} is {size} bytes of JSON, above the inline limit of {limit} bytes "
                 "([state_store] max_value_storage_bytes). Configure a worker-side backend "
@@ -253,7 +261,7 @@ class StateStore:
             if reference is not None:
                 self.backend.set(scope, key, encode_value({REF_MARKER: reference}), expires_at=expires_at)
                 return
-        self.backend.set(scope, key, self._inline_text(key, value), expires_at=expires_at)
+        self.backend.set(scope, key, self._inline_text(key, value, text), expires_at=expires_at)
 
     async def _aset(self, scope: StoreScope, key: str, value: JsonValue, expires_at: datetime | None) -> None:
         key, text = validate_key(key), encode_value(value)
@@ -264,7 +272,7 @@ class StateStore:
             if reference is not None:
                 await self.backend.aset(scope, key, encode_value({REF_MARKER: reference}), expires_at=expires_at)
                 return
-        await self.backend.aset(scope, key, self._inline_text(key, value), expires_at=expires_at)
+        await self.backend.aset(scope, key, self._inline_text(key, value, text), expires_at=expires_at)
 
     def _delete(self, scope: StoreScope, key: str) -> None:
         self.backend.delete(scope, key)
@@ -392,7 +400,7 @@ class TaskStoreAccessor(_ScopedAccessor):
 
     def set(self, key: str, value: JsonValue, *, retention: timedelta | Any = None) -> None:
         """Store ``value``; ``retention`` is a ``timedelta``, ``NEVER_EXPIRE`` or None (configured default)."""
-        self.store._set(self.scope, key, value, _expires_at(retention, self.store.config))
+        self.store._set(self.scope, key, value, self.store._expiry(retention))
 
     def clear(self, *, all_map_indices: bool = False) -> None:
         """Remove every key of this task instance (of every map index when asked)."""
@@ -400,7 +408,7 @@ class TaskStoreAccessor(_ScopedAccessor):
 
     async def aset(self, key: str, value: JsonValue, *, retention: timedelta | Any = None) -> None:
         """Async twin of :meth:`set`."""
-        await self.store._aset(self.scope, key, value, _expires_at(retention, self.store.config))
+        await self.store._aset(self.scope, key, value, self.store._expiry(retention))
 
     async def aclear(self, *, all_map_indices: bool = False) -> None:
         """Async twin of :meth:`clear`."""

@@ -16,6 +16,7 @@ marked inactive with :meth:`MetastoreStoreBackend.deactivate_asset` keeps its st
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,14 @@ from statestore.core.base import BaseStoreBackend, CleanupResult, StoredEntry, u
 from statestore.core.config import Config
 from statestore.core.errors import ConfigurationError
 from statestore.core.metastore import migrate
-from statestore.core.metastore.engines import WRITE, AsyncEngines, driver_urls, is_memory_sqlite, make_engine, parse_url
+from statestore.core.metastore.engines import (
+    AsyncEngines,
+    begin_exclusive,
+    driver_urls,
+    is_memory_sqlite,
+    make_engine,
+    parse_url,
+)
 from statestore.core.metastore.schema import REF_PREFIX, asset, asset_state, digest, row_hash, task_hash, task_state
 from statestore.core.scopes import AssetScope, StoreScope, TaskScope, to_scope
 
@@ -106,9 +114,8 @@ class _Statements:
 
     def __init__(self, dialect: sa.Dialect) -> None:
         self.dialect = dialect
-        row = sa.and_(
-            task_state.c.id == sa.bindparam("id"), task_state.c.key == sa.bindparam("key"), _task_exact(False)
-        )
+        # The id is the SHA-256 of the injective (scope, key) path; comparing the key keeps it honest.
+        row = sa.and_(task_state.c.id == sa.bindparam("id"), task_state.c.key == sa.bindparam("key"))
         self.task_get = sa.select(task_state.c.value, task_state.c.expires_at).where(row)
         self.task_set = _upsert(dialect, task_state, ("value", "updated_at", "expires_at"))
         self.task_delete = sa.delete(task_state).where(row)
@@ -201,7 +208,6 @@ class MetastoreStoreBackend(BaseStoreBackend):
         self.auto_migrate = self.url.get_backend_name() == "sqlite" if auto_migrate is None else auto_migrate
         self._lock = threading.Lock()
         self._engine: sa.Engine | None = None
-        self._writer: sa.Engine | None = None
         self._statements: _Statements | None = None
         self._async_engines = AsyncEngines(self.async_url)
 
@@ -221,7 +227,6 @@ class MetastoreStoreBackend(BaseStoreBackend):
                     engine = make_engine(self.sync_url)
                     self._check_schema(engine)
                     self._statements = _Statements(engine.dialect)
-                    self._writer = engine.execution_options(**{WRITE: True})
                     self._engine = engine
         return self._engine
 
@@ -250,7 +255,7 @@ class MetastoreStoreBackend(BaseStoreBackend):
         with self._lock:
             if self._engine is not None:
                 self._engine.dispose()
-            self._engine = self._writer = None
+            self._engine = None
 
     async def adispose(self) -> None:
         """Close the running event loop's async engine now."""
@@ -267,23 +272,17 @@ class MetastoreStoreBackend(BaseStoreBackend):
             return fn(conn)
 
     def _write(self, fn: Callable[[sa.Connection], T]) -> T:
-        self.engine  # noqa: B018
-        assert self._writer is not None
-        with self._writer.begin() as conn:
+        with self.engine.begin() as conn:
             return fn(conn)
 
     async def _arun(self, fn: Callable[[sa.Connection], T], *, write: bool) -> T:
         if self._engine is None:
-            import asyncio
-
             await asyncio.to_thread(lambda: self.engine)
         if is_memory_sqlite(self.url):  # aiosqlite would open a second, empty in-memory database
-            import asyncio
-
             return await asyncio.to_thread(self._write if write else self._read, fn)
         engine: AsyncEngine = await self._async_engines.get()
         if write:
-            async with engine.execution_options(**{WRITE: True}).begin() as conn:
+            async with engine.begin() as conn:
                 return await conn.run_sync(fn)
         async with engine.connect() as conn:
             return await conn.run_sync(fn)
@@ -293,7 +292,7 @@ class MetastoreStoreBackend(BaseStoreBackend):
     def _op_get(self, scope: StoreScope, key: str) -> Callable[[sa.Connection], StoredEntry | None]:
         s = self._stmts
         if isinstance(scope, TaskScope):
-            stmt, params = s.task_get, {**_task_params(scope), "id": row_hash(scope, key), "key": key}
+            stmt, params = s.task_get, {"id": row_hash(scope, key), "key": key}
         else:
             stmt, params = s.asset_get, _asset_key_params(scope, key)
 
@@ -323,6 +322,7 @@ class MetastoreStoreBackend(BaseStoreBackend):
             return run_task
 
         def run_asset(conn: sa.Connection) -> None:
+            begin_exclusive(conn)
             row_id = self._asset_for_write(conn, scope, now)
             conn.execute(
                 s.asset_set,
@@ -362,7 +362,7 @@ class MetastoreStoreBackend(BaseStoreBackend):
     def _op_delete(self, scope: StoreScope, key: str) -> Callable[[sa.Connection], int]:
         s = self._stmts
         if isinstance(scope, TaskScope):
-            stmt, params = s.task_delete, {**_task_params(scope), "id": row_hash(scope, key), "key": key}
+            stmt, params = s.task_delete, {"id": row_hash(scope, key), "key": key}
         else:
             stmt, params = s.asset_delete, _asset_key_params(scope, key)
         return _rowcount(stmt, params)

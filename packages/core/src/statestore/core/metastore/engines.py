@@ -15,10 +15,7 @@ from sqlalchemy.pool import NullPool, StaticPool
 
 from statestore.core.errors import ConfigurationError
 
-__all__ = ["WRITE", "AsyncEngines", "driver_urls", "make_engine", "parse_url"]
-
-WRITE = "statestore_write"
-"""Execution option marking a writing transaction (on SQLite it begins with ``BEGIN IMMEDIATE``)."""
+__all__ = ["AsyncEngines", "begin_exclusive", "driver_urls", "make_engine", "parse_url"]
 
 _SQLITE_BUSY_TIMEOUT_MS = 60_000
 # backend name -> (sync driver, async driver); a URL naming any known driver is mapped to both.
@@ -67,13 +64,20 @@ def is_memory_sqlite(url: sa.URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
-def _setup_sqlite(engine: sa.Engine, *, wal: bool) -> None:
-    """Real transactions on SQLite: the driver never begins on its own; writes take the lock up front.
+def begin_exclusive(connection: sa.Connection) -> None:
+    """Start a transaction of several statements; on SQLite take the write lock up front.
 
-    pysqlite's default starts transactions lazily and only before DML, so a read-then-write could
-    interleave with another writer; ``BEGIN IMMEDIATE`` makes writers queue on the busy timeout
-    instead. Reads run as single autocommit statements.
+    The SQLite driver runs in autocommit mode here (each single statement is its own atomic
+    transaction, which is all most operations need). An operation of several statements calls
+    this first: ``BEGIN IMMEDIATE`` makes concurrent writers queue on the busy timeout instead of
+    interleaving or failing to upgrade a read lock. Other databases are already in a transaction.
     """
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _setup_sqlite(engine: sa.Engine, *, wal: bool) -> None:
+    """The driver never begins transactions on its own (see :func:`begin_exclusive`); WAL for files."""
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -85,11 +89,6 @@ def _setup_sqlite(engine: sa.Engine, *, wal: bool) -> None:
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(connection: sa.Connection) -> None:
-        if connection.get_execution_options().get(WRITE):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _engine_options(url: sa.URL) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -143,11 +144,17 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+@lru_cache(maxsize=4096)
+def _scope_prefix(scope: TaskScope) -> str:
+    return "/".join(scope_path(scope)) + "/"
+
+
 def row_hash(scope: TaskScope, key: str) -> str:
     """The primary key of a task row: hash of the injective path of ``(scope, key)``."""
-    return digest("/".join((*scope_path(scope), encode_segment(key))))
+    return digest(_scope_prefix(scope) + encode_segment(key))
 
 
+@lru_cache(maxsize=4096)
 def task_hash(scope: StoreScope) -> str:
     """Hash shared by every map index of a task (``clear(all_map_indices=True)`` and listing use it)."""
     return digest("/".join(scope_path(scope, all_map_indices=True)))
