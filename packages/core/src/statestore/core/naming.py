@@ -51,7 +51,10 @@ def decode_segment(segment: str) -> str:
     """Invert :func:`encode_segment`; raise ``ValueError`` for anything it could not have produced."""
     if not _ENCODED.fullmatch(segment):
         raise ValueError(f"not an encoded segment: {segment!r}")
-    decoded = unquote_to_bytes(segment).decode("utf-8")  # strict: bad UTF-8 raises (a ValueError)
+    try:
+        decoded = unquote_to_bytes(segment).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not an encoded segment: {segment!r} is not UTF-8 ({exc.reason})") from None
     if encode_segment(decoded) != segment:
         raise ValueError(f"not a canonical encoded segment: {segment!r}")
     return decoded
