@@ -46,27 +46,33 @@ Primitives a subclass implements (names are full object names, prefix included)
 
 Async twins ``_aput_object``, ``_aget_object``, ``_adelete_object``, ``_alist_objects`` (an async
 iterator of pages), ``_adelete_objects`` and ``_ahead_object`` default to running the sync
-primitive in a worker thread, so the event loop is never blocked; override them with native async
-clients where that is faster. Primitives translate their client's errors into ``StorageError``
-(cause chained); the layer adds nothing but the rules.
+primitive on a shared pool of :data:`OFFLOAD_THREADS` I/O threads (``_offload``), so the event loop
+is never blocked; override them with native async clients where that is faster. Primitives
+translate their client's errors into ``StorageError`` (cause chained); the layer adds nothing but
+the rules.
 
 Settings, read from ``[<config_section>]`` unless given as keyword arguments: ``bucket`` (named
 by ``bucket_setting``; ``_default_bucket()`` may supply one), ``prefix``, ``threshold`` (bytes, 0 =
 always store) and ``compression`` (``none`` or ``gzip``).
 
 Interface changes (additive only) are listed here:
-* (none yet)
+* the async defaults run on ``_offload`` (a dedicated I/O thread pool) instead of ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gzip
+import os
 import re
+import threading
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any, ClassVar, NamedTuple
+from functools import partial
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from statestore.core.base import (
     BaseStoreBackend,
@@ -83,6 +89,7 @@ from statestore.core.scopes import StoreScope, TaskScope, to_scope
 __all__ = [
     "COMPRESSIONS",
     "ID_SEGMENT_BUDGET",
+    "OFFLOAD_THREADS",
     "META_ENCODING",
     "META_EXPIRES_AT",
     "META_LONG_NAME",
@@ -102,6 +109,34 @@ _MIN_KEY_BUDGET = 100
 _SEGMENT = re.compile(r"(?:%[0-9A-F]{2}|[A-Za-z0-9_-])+")
 _SHORTENED = re.compile(r"[A-Za-z0-9_%-]*~[0-9a-f]{64}")
 _PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9!_.*'()-]+")
+
+
+OFFLOAD_THREADS = 32
+"""Threads of the process-wide pool that runs blocking primitives for the async twins.
+
+asyncio's default executor has ``min(32, cpus + 4)`` threads, which caps concurrent object-store
+requests at 6 on a 2-core worker; these calls wait on the network, so they get a pool of their own.
+"""
+_T = TypeVar("_T")
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _io_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(OFFLOAD_THREADS, thread_name_prefix="statestore-io")
+        return _pool
+
+
+def _forget_pool_after_fork() -> None:
+    """A forked child (Airflow's task runner, Celery's prefork) has none of the parent's threads."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
 class StoredObject(NamedTuple):
@@ -368,27 +403,32 @@ class ObjectStoreBackend(BaseStoreBackend):
     def _head_object(self, name: str) -> Mapping[str, str] | None:
         """Read only the metadata of ``name``; None when it does not exist."""
 
+    async def _offload(self, function: Callable[..., _T], *args: Any) -> _T:
+        """Run a blocking primitive on the shared I/O thread pool (see :data:`OFFLOAD_THREADS`)."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(_io_pool(), partial(context.run, function, *args))
+
     async def _aput_object(
         self, name: str, data: bytes, metadata: Mapping[str, str], expires_at: datetime | None
     ) -> None:
-        await asyncio.to_thread(self._put_object, name, data, metadata, expires_at)
+        await self._offload(self._put_object, name, data, metadata, expires_at)
 
     async def _aget_object(self, name: str) -> StoredObject | None:
-        return await asyncio.to_thread(self._get_object, name)
+        return await self._offload(self._get_object, name)
 
     async def _adelete_object(self, name: str) -> None:
-        await asyncio.to_thread(self._delete_object, name)
+        await self._offload(self._delete_object, name)
 
     async def _alist_objects(self, prefix: str) -> AsyncIterator[list[ListedObject]]:
         pages = self._list_objects(prefix)
-        while (page := await asyncio.to_thread(next, pages, None)) is not None:
+        while (page := await self._offload(next, pages, None)) is not None:
             yield page
 
     async def _adelete_objects(self, names: Sequence[str]) -> Mapping[str, str]:
-        return await asyncio.to_thread(self._delete_objects, names)
+        return await self._offload(self._delete_objects, names)
 
     async def _ahead_object(self, name: str) -> Mapping[str, str] | None:
-        return await asyncio.to_thread(self._head_object, name)
+        return await self._offload(self._head_object, name)
 
     # -- BaseStoreBackend primitives, on top of the object primitives ------------------------------------
 
