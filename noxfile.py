@@ -58,7 +58,8 @@ def wheels(session: nox.Session) -> None:
     for package in PACKAGES:
         session.run("python", "-m", "build", "--wheel", "--outdir", str(dist), str(package), silent=True)
     session.run("python", str(ROOT / "tests" / "wheelcheck.py"), str(dist))
-    session.install(*sorted(str(w) for w in dist.glob("*.whl")))
+    # pytest: the conformance suites (``statestore.*.testing``) import it, as their users have it.
+    session.install(*sorted(str(w) for w in dist.glob("*.whl")), "pytest", "pytest-asyncio")
     session.chdir(session.create_tmp())
     session.run("python", str(ROOT / "tests" / "wheelcheck.py"), "--import-all")
     session.run("state-store", "backends")

@@ -31,8 +31,6 @@ def import_all() -> None:
         sys.exit(f"statestore is a regular package at {statestore.__file__}; it must be a namespace")
     count = 0
     for info in pkgutil.walk_packages(statestore.__path__, "statestore."):
-        if ".testing" in info.name:
-            importlib.import_module("pytest")  # the conformance suite needs pytest, which users of it have
         importlib.import_module(info.name)
         count += 1
     print(f"imported {count} modules from {list(statestore.__path__)}")
