@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -10,32 +9,15 @@ import pytest
 from statestore.core import TaskScope
 from statestore.core.base import ReferenceNotFoundError
 from statestore.core.errors import InvalidReferenceError
+from statestore.core.testing import AirflowLikeAssetScope, AirflowLikeTaskScope
 from statestore.gcs.testing import CountingProxy
 
 from .conftest import MakeBackend
 
 
-@dataclass(frozen=True)
-class FutureAirflowTaskScope:
-    """Airflow's TaskScope shape, with a field a later Airflow may add."""
-
-    dag_id: str
-    run_id: str
-    task_id: str
-    map_index: int = -1
-    region_id: str = "eu"
-
-
-@dataclass(frozen=True)
-class FutureAirflowAssetScope:
-    asset_id: int | None = None
-    name: str | None = None
-    uri: str | None = None
-
-
 def test_airflow_hooks_with_airflow_shaped_scopes(make_backend: MakeBackend, proxy: CountingProxy) -> None:
     backend = make_backend(via_proxy=True)
-    scope = FutureAirflowTaskScope("etl", "manual__2024-01-01", "extract", 2)
+    scope = AirflowLikeTaskScope("etl", "manual__2024-01-01", "extract", 2)
     ref = backend.serialize_task_state_store_to_ref(value={"job": "j-1", "n": [1, 2]}, key="job", scope=scope)
     assert ref == f"gs://{backend.bucket}/{backend.prefix}/task/etl/manual__2024-01-01/extract/2/job"
     assert ref == backend.serialize_task_state_store_to_ref(value={"job": "j-2"}, key="job", scope=scope)
@@ -44,7 +26,7 @@ def test_airflow_hooks_with_airflow_shaped_scopes(make_backend: MakeBackend, pro
     assert len(proxy.take()) == 1  # one download
     assert backend.get(TaskScope("etl", "manual__2024-01-01", "extract", 2), "job") == '{"job":"j-2"}'
 
-    asset = FutureAirflowAssetScope(asset_id=7, name="s3://lake/orders", uri="s3://lake/orders")
+    asset = AirflowLikeAssetScope(asset_id=7, name="s3://lake/orders", uri="s3://lake/orders")
     asset_ref = backend.serialize_asset_state_store_to_ref(value="2024-06-01", key="watermark", scope=asset)
     assert asset_ref == f"gs://{backend.bucket}/{backend.prefix}/asset/name/s3%3A%2F%2Flake%2Forders/watermark"
     assert backend.deserialize_asset_state_store_from_ref(asset_ref) == "2024-06-01"
