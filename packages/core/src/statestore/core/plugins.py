@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.machinery
 import sys
 import warnings
 from dataclasses import dataclass, field, replace
@@ -296,28 +297,69 @@ def _same_path(a: str, b: str) -> bool:
     return a.replace(":", ".") == b.replace(":", ".")
 
 
+def _path_entry_finder(entry: str) -> Any:
+    """The finder ``sys.path_hooks`` gives for one path entry (FileFinder, zipimporter), or None."""
+    cached = sys.path_importer_cache.get(entry)
+    if cached is not None:
+        return cached
+    for hook in sys.path_hooks:
+        try:
+            return hook(entry)
+        except ImportError:
+            continue
+    return None
+
+
+def _find(prefix: str, search: list[str]) -> tuple[bool, list[str] | None]:
+    """Whether ``prefix`` exists in ``search``, and its submodule locations (None for a plain module).
+
+    Namespace portions are collected by hand: the import system's own namespace path object
+    would look the parent package up in ``sys.modules`` and so need it imported.
+    """
+    portions: list[str] = []
+    for entry in search:
+        finder = _path_entry_finder(entry)
+        spec = finder.find_spec(prefix) if finder is not None and hasattr(finder, "find_spec") else None
+        if spec is None:
+            continue
+        if spec.loader is not None:
+            locations = spec.submodule_search_locations
+            return True, None if locations is None else list(locations)
+        portions.extend(spec.submodule_search_locations or [])
+    if portions:
+        return True, portions
+    if "." not in prefix:  # builtins and import hooks outside sys.path (e.g. setuptools editable installs)
+        for finder in sys.meta_path:
+            if finder is importlib.machinery.PathFinder or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(prefix, None)
+            if spec is not None:
+                locations = spec.submodule_search_locations
+                return True, None if locations is None else list(locations)
+    return False, None
+
+
 def _locate(name: str) -> bool:
-    """Whether module ``name`` exists, asking the import system's finders without importing it or its parents.
+    """Whether module ``name`` exists, asking the path finders without importing it or its parents.
 
     (``importlib.util.find_spec("google.cloud.storage")`` would import ``google`` and ``google.cloud``.)
     """
     parts = name.split(".")
-    path: list[str] | None = None
+    search: list[str] = list(sys.path)
     for depth in range(1, len(parts) + 1):
         prefix = ".".join(parts[:depth])
         module = sys.modules.get(prefix)
         if module is not None:
             locations = getattr(module, "__path__", None)
+            found, locations = True, None if locations is None else list(locations)
         else:
-            specs = (finder.find_spec(prefix, path) for finder in sys.meta_path if hasattr(finder, "find_spec"))
-            found = next((spec for spec in specs if spec is not None), None)
-            if found is None:
-                return False
-            locations = found.submodule_search_locations
+            found, locations = _find(prefix, search)
+        if not found:
+            return False
         if depth < len(parts):
             if locations is None:
                 return False
-            path = list(locations)
+            search = locations
     return True
 
 
