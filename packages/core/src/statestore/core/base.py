@@ -313,6 +313,10 @@ class BaseStoreBackend(ABC):
                 f"{type(self).__name__} refuses malformed reference {reference!r}: {exc}"
             ) from exc
 
+    def _keeps_inline(self, value_json: str, allow_inline: bool) -> bool:
+        """Whether ``store_value`` keeps this value inline; never, unless a backend says so."""
+        return False
+
     def store_value(
         self,
         scope: StoreScope,
@@ -327,6 +331,8 @@ class BaseStoreBackend(ABC):
         A backend may return None (e.g. below a size threshold) only when ``allow_inline``; the
         Airflow hooks pass False because Airflow 3.3.2 wraps whatever the hook returns.
         """
+        if self._keeps_inline(value_json, allow_inline):
+            return None
         scope = to_scope(scope)
         self.set(scope, key, value_json, expires_at=expires_at)
         return self.reference_for(scope, key)
@@ -349,6 +355,8 @@ class BaseStoreBackend(ABC):
         allow_inline: bool = True,
     ) -> str | None:
         """Async twin of :meth:`store_value`."""
+        if self._keeps_inline(value_json, allow_inline):
+            return None
         scope = to_scope(scope)
         await self.aset(scope, key, value_json, expires_at=expires_at)
         return self.reference_for(scope, key)

@@ -533,35 +533,8 @@ class ObjectStoreBackend(BaseStoreBackend):
     # -- worker-side references ----------------------------------------------------------------------
 
     def _keeps_inline(self, value_json: str, allow_inline: bool) -> bool:
+        """Values under ``threshold`` UTF-8 bytes stay inline when the caller allows it."""
         return allow_inline and self.threshold > 0 and len(value_json.encode("utf-8")) < self.threshold
-
-    def store_value(
-        self,
-        scope: StoreScope,
-        key: str,
-        value_json: str,
-        *,
-        expires_at: datetime | None = None,
-        allow_inline: bool = True,
-    ) -> str | None:
-        """Write the value and return its reference; None (keep inline) below ``threshold`` when allowed."""
-        if self._keeps_inline(value_json, allow_inline):
-            return None
-        return super().store_value(scope, key, value_json, expires_at=expires_at)
-
-    async def astore_value(
-        self,
-        scope: StoreScope,
-        key: str,
-        value_json: str,
-        *,
-        expires_at: datetime | None = None,
-        allow_inline: bool = True,
-    ) -> str | None:
-        """Async twin of :meth:`store_value`."""
-        if self._keeps_inline(value_json, allow_inline):
-            return None
-        return await super().astore_value(scope, key, value_json, expires_at=expires_at)
 
     def load_value(self, reference: str) -> str:
         """Read the value behind a reference with exactly one request."""
