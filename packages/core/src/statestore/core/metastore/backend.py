@@ -26,7 +26,6 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from statestore.core.base import BaseStoreBackend, CleanupResult, StoredEntry, utcnow
 from statestore.core.config import Config
@@ -34,11 +33,13 @@ from statestore.core.errors import ConfigurationError
 from statestore.core.metastore import migrate
 from statestore.core.metastore.engines import (
     AsyncEngines,
-    begin_exclusive,
+    aretry_stale,
     driver_urls,
     is_memory_sqlite,
     make_engine,
     parse_url,
+    retry_stale,
+    transaction,
 )
 from statestore.core.metastore.schema import REF_PREFIX, asset, asset_state, digest, row_hash, task_hash, task_state
 from statestore.core.scopes import AssetScope, StoreScope, TaskScope, to_scope
@@ -267,25 +268,15 @@ class MetastoreStoreBackend(BaseStoreBackend):
         assert self._statements is not None
         return self._statements
 
-    def _read(self, fn: Callable[[sa.Connection], T]) -> T:
-        with self.engine.connect() as conn:
-            return fn(conn)
+    def _run(self, fn: Callable[[sa.Connection], T]) -> T:
+        return retry_stale(self.engine, fn)
 
-    def _write(self, fn: Callable[[sa.Connection], T]) -> T:
-        with self.engine.begin() as conn:
-            return fn(conn)
-
-    async def _arun(self, fn: Callable[[sa.Connection], T], *, write: bool) -> T:
+    async def _arun(self, fn: Callable[[sa.Connection], T]) -> T:
         if self._engine is None:
             await asyncio.to_thread(lambda: self.engine)
         if is_memory_sqlite(self.url):  # aiosqlite would open a second, empty in-memory database
-            return await asyncio.to_thread(self._write if write else self._read, fn)
-        engine: AsyncEngine = await self._async_engines.get()
-        if write:
-            async with engine.begin() as conn:
-                return await conn.run_sync(fn)
-        async with engine.connect() as conn:
-            return await conn.run_sync(fn)
+            return await asyncio.to_thread(self._run, fn)
+        return await aretry_stale(await self._async_engines.get(), fn)
 
     # -- operations on a connection (shared by the sync and async paths) ----------------------------------
 
@@ -322,19 +313,19 @@ class MetastoreStoreBackend(BaseStoreBackend):
             return run_task
 
         def run_asset(conn: sa.Connection) -> None:
-            begin_exclusive(conn)
-            row_id = self._asset_for_write(conn, scope, now)
-            conn.execute(
-                s.asset_set,
-                {
-                    "asset_row_id": row_id,
-                    "key_hash": digest(key),
-                    "key": key,
-                    "value": value,
-                    "updated_at": now,
-                    "expires_at": expires_at,
-                },
-            )
+            with transaction(conn):
+                row_id = self._asset_for_write(conn, scope, now)
+                conn.execute(
+                    s.asset_set,
+                    {
+                        "asset_row_id": row_id,
+                        "key_hash": digest(key),
+                        "key": key,
+                        "value": value,
+                        "updated_at": now,
+                        "expires_at": expires_at,
+                    },
+                )
 
         return run_asset
 
@@ -386,34 +377,34 @@ class MetastoreStoreBackend(BaseStoreBackend):
     # -- primitives ------------------------------------------------------------------------------------
 
     def _get(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
-        return self._read(self._op_get(scope, key))
+        return self._run(self._op_get(scope, key))
 
     def _set(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
-        self._write(self._op_set(scope, key, value, expires_at))
+        self._run(self._op_set(scope, key, value, expires_at))
 
     def _delete(self, scope: StoreScope, key: str, session: Any) -> None:
-        self._write(self._op_delete(scope, key))
+        self._run(self._op_delete(scope, key))
 
     def _clear(self, scope: StoreScope, all_map_indices: bool, session: Any) -> None:
-        self._write(self._op_clear(scope, all_map_indices))
+        self._run(self._op_clear(scope, all_map_indices))
 
     def _keys(self, scope: StoreScope, session: Any) -> list[str]:
-        return self._read(self._op_keys(scope))
+        return self._run(self._op_keys(scope))
 
     async def _aget(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
-        return await self._arun(self._op_get(scope, key), write=False)
+        return await self._arun(self._op_get(scope, key))
 
     async def _aset(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
-        await self._arun(self._op_set(scope, key, value, expires_at), write=True)
+        await self._arun(self._op_set(scope, key, value, expires_at))
 
     async def _adelete(self, scope: StoreScope, key: str, session: Any) -> None:
-        await self._arun(self._op_delete(scope, key), write=True)
+        await self._arun(self._op_delete(scope, key))
 
     async def _aclear(self, scope: StoreScope, all_map_indices: bool, session: Any) -> None:
-        await self._arun(self._op_clear(scope, all_map_indices), write=True)
+        await self._arun(self._op_clear(scope, all_map_indices))
 
     async def _akeys(self, scope: StoreScope, session: Any) -> list[str]:
-        return await self._arun(self._op_keys(scope), write=False)
+        return await self._arun(self._op_keys(scope))
 
     # -- asset lifecycle ----------------------------------------------------------------------------------
 
@@ -427,11 +418,11 @@ class MetastoreStoreBackend(BaseStoreBackend):
         if not isinstance(asset_scope, AssetScope):
             raise TypeError(f"deactivate_asset takes an asset, got a task scope {asset_scope!r}")
         params = _asset_params(asset_scope)
-        row_id = self._read(lambda c: c.execute(sa.select(_asset_row()), params).scalar())
+        row_id = self._run(lambda c: c.execute(sa.select(_asset_row()), params).scalar())
         if row_id is None:
             return False
         stmt = sa.update(asset).where(asset.c.id == row_id).values(active=False, updated_at=utcnow())
-        return bool(self._write(_rowcount(stmt)))
+        return bool(self._run(_rowcount(stmt)))
 
     # -- cleanup -------------------------------------------------------------------------------------------
 
@@ -466,7 +457,7 @@ class MetastoreStoreBackend(BaseStoreBackend):
         for sweep in self._sweeps(utcnow()):
             if dry_run:
                 count = sa.select(sa.func.count()).select_from(sweep.table).where(sweep.where)
-                result.add(sweep.kind, self._read(partial(_scalar_int, count)))
+                result.add(sweep.kind, self._run(partial(_scalar_int, count)))
                 continue
             if on_references is not None:
                 refs = _Sweep(
@@ -490,7 +481,7 @@ class MetastoreStoreBackend(BaseStoreBackend):
             else:
                 keys = sa.select(*table.primary_key.columns).where(sweep.where).limit(size)
                 stmt = sa.delete(table).where(pk.in_(keys))
-            removed = self._write(_rowcount(stmt))
+            removed = self._run(_rowcount(stmt))
             result.add(sweep.kind, removed)
             if progress is not None and removed:
                 progress(sweep.kind, removed)
@@ -513,16 +504,17 @@ class MetastoreStoreBackend(BaseStoreBackend):
 
         def delete_batch(conn: sa.Connection) -> list[str]:
             if conn.dialect.name in ("mysql", "mariadb"):  # no DELETE ... RETURNING with a LIMIT subquery
-                rows = conn.execute(batch.with_for_update()).all()
-                if rows:
-                    ids = [tuple(r[: len(cols)]) if len(cols) > 1 else r[0] for r in rows]
-                    conn.execute(sa.delete(table).where(pk.in_(ids), sweep.where))
+                with transaction(conn):
+                    rows = conn.execute(batch.with_for_update()).all()
+                    if rows:
+                        ids = [tuple(r[: len(cols)]) if len(cols) > 1 else r[0] for r in rows]
+                        conn.execute(sa.delete(table).where(pk.in_(ids), sweep.where))
                 return [r.value for r in rows]
             keys = sa.select(*cols).where(sweep.where).limit(size)
             return list(conn.execute(sa.delete(table).where(pk.in_(keys)).returning(table.c.value)).scalars())
 
         while True:
-            values = self._write(delete_batch)
+            values = self._run(delete_batch)
             if values:
                 result.add(sweep.kind, len(values))
                 on_values(values)

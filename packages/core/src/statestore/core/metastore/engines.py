@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -15,8 +16,9 @@ from sqlalchemy.pool import NullPool, StaticPool
 
 from statestore.core.errors import ConfigurationError
 
-__all__ = ["AsyncEngines", "begin_exclusive", "driver_urls", "make_engine", "parse_url"]
+__all__ = ["AsyncEngines", "aretry_stale", "driver_urls", "make_engine", "parse_url", "retry_stale", "transaction"]
 
+T = TypeVar("T")
 _SQLITE_BUSY_TIMEOUT_MS = 60_000
 # backend name -> (sync driver, async driver); a URL naming any known driver is mapped to both.
 _DRIVERS = {
@@ -64,20 +66,30 @@ def is_memory_sqlite(url: sa.URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
-def begin_exclusive(connection: sa.Connection) -> None:
-    """Start a transaction of several statements; on SQLite take the write lock up front.
+_BEGIN = {"sqlite": "BEGIN IMMEDIATE", "mysql": "START TRANSACTION", "mariadb": "START TRANSACTION"}
 
-    The SQLite driver runs in autocommit mode here (each single statement is its own atomic
-    transaction, which is all most operations need). An operation of several statements calls
-    this first: ``BEGIN IMMEDIATE`` makes concurrent writers queue on the busy timeout instead of
-    interleaving or failing to upgrade a read lock. Other databases are already in a transaction.
+
+@contextmanager
+def transaction(connection: sa.Connection) -> Iterator[sa.Connection]:
+    """Run the block as one transaction on an autocommit connection; commit at the end, roll back on error.
+
+    The engines run single statements in autocommit mode: each is its own atomic transaction,
+    which is all most operations need, in one round trip. An operation of several statements
+    runs inside this block instead. On SQLite it begins with ``BEGIN IMMEDIATE``, so concurrent
+    writers queue on the busy timeout instead of interleaving or failing to upgrade a read lock.
     """
-    if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    connection.exec_driver_sql(_BEGIN.get(connection.dialect.name, "BEGIN"))
+    try:
+        yield connection
+    except BaseException:
+        with suppress(sa.exc.DBAPIError):  # a broken connection is invalidated and never reused
+            connection.exec_driver_sql("ROLLBACK")
+        raise
+    connection.exec_driver_sql("COMMIT")
 
 
 def _setup_sqlite(engine: sa.Engine, *, wal: bool) -> None:
-    """The driver never begins transactions on its own (see :func:`begin_exclusive`); WAL for files."""
+    """The driver never begins transactions on its own (see :func:`transaction`); WAL for files."""
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -91,12 +103,18 @@ def _setup_sqlite(engine: sa.Engine, *, wal: bool) -> None:
         cursor.close()
 
 
+_AUTOCOMMIT: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True}
+"""Engine options: no implicit BEGIN/COMMIT around a statement and no ROLLBACK when a connection goes back to the pool.
+
+There is no ``pool_pre_ping`` (a round trip per checkout): :func:`retry_stale` runs an operation
+once more when its pooled connection turned out to be dead.
+"""
+
+
 def _engine_options(url: sa.URL) -> dict[str, Any]:
-    if url.get_backend_name() != "sqlite":
-        return {"pool_pre_ping": True}
     if is_memory_sqlite(url):
-        return {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
-    return {}
+        return {**_AUTOCOMMIT, "poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    return _AUTOCOMMIT
 
 
 def make_engine(url: sa.URL) -> sa.Engine:
@@ -107,6 +125,35 @@ def make_engine(url: sa.URL) -> sa.Engine:
             Path(str(url.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
         _setup_sqlite(engine, wal=not is_memory_sqlite(url))
     return engine
+
+
+def retry_stale(engine: sa.Engine, operation: Callable[[sa.Connection], T]) -> T:
+    """Run ``operation`` on a pooled connection, and once more on a fresh one if that connection was dead.
+
+    A connection the server closed while it sat in the pool (restart, idle timeout) fails on its
+    first statement and is invalidated with the rest of the pool. Every operation here is
+    idempotent (upserts, deletes, reads, or a transaction that rolled back), so repeating it is safe.
+    """
+    try:
+        with engine.connect() as connection:
+            return operation(connection)
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    with engine.connect() as connection:
+        return operation(connection)
+
+
+async def aretry_stale(engine: AsyncEngine, operation: Callable[[sa.Connection], T]) -> T:
+    """Async twin of :func:`retry_stale` (``operation`` runs on the async connection's sync facade)."""
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(operation)
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    async with engine.connect() as connection:
+        return await connection.run_sync(operation)
 
 
 async def _dispose_at_loop_shutdown(engine: AsyncEngine) -> AsyncIterator[None]:
@@ -139,7 +186,7 @@ class AsyncEngines:
         if found is not None:
             return found[0]
         is_sqlite = self.url.get_backend_name() == "sqlite"
-        engine = create_async_engine(self.url, **({"poolclass": NullPool} if is_sqlite else {"pool_pre_ping": True}))
+        engine = create_async_engine(self.url, **_AUTOCOMMIT, **({"poolclass": NullPool} if is_sqlite else {}))
         if is_sqlite:
             _setup_sqlite(engine.sync_engine, wal=True)
         finalizer = _dispose_at_loop_shutdown(engine)

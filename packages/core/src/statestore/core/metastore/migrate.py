@@ -12,7 +12,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from statestore.core.metastore.engines import begin_exclusive
+from statestore.core.metastore.engines import transaction
 from statestore.core.metastore.schema import ALEMBIC_VERSION_TABLE
 
 __all__ = ["current_revision", "head_revision", "upgrade"]
@@ -50,7 +50,6 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> tuple[str | None, str]
     if before == head_revision() and revision == "head":
         return before, before
     # On SQLite, BEGIN IMMEDIATE: concurrent first users queue, and the DDL is one transaction.
-    with _ALEMBIC_LOCK, engine.begin() as connection:
-        begin_exclusive(connection)
+    with _ALEMBIC_LOCK, engine.connect() as connection, transaction(connection):
         command.upgrade(_alembic_config(connection), revision)
     return before, current_revision(engine) or ""
