@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import redis
@@ -68,6 +68,56 @@ def test_writes_prune_index_entries_of_expired_values(backend: RedisStoreBackend
     backend.set(ASSET, "new", '"n"')
     assert sorted(admin.zrange(backend.layout.index_key(ASSET), 0, -1)) == ["keep", "new"]
     assert backend.keys(ASSET) == ["keep", "new"]
+
+
+def test_map_indices_of_expired_values_are_pruned_when_a_map_index_joins(
+    backend: RedisStoreBackend, admin: redis.Redis
+) -> None:
+    backend.set(TaskScope("dag", "run", "task", 0), "k", '"o"', expires_at=utcnow() + timedelta(milliseconds=100))
+    backend.set(TaskScope("dag", "run", "task", 1), "k", '"k"')
+    time.sleep(0.2)
+    backend.set(TaskScope("dag", "run", "task", 2), "k", '"n"')
+    assert sorted(admin.zrange(backend.layout.maps_key(TASK), 0, -1)) == ["1", "2"]
+
+
+def test_index_expiries_follow_the_latest_value_as_writes_move_it(
+    backend: RedisStoreBackend, admin: redis.Redis
+) -> None:
+    """Later expiries extend the indexes in place; an earlier expiry of the latest value re-derives them."""
+    layout = backend.layout
+    other = TaskScope("dag", "run", "task", 1)
+    now = utcnow()
+
+    def ttl(name: str) -> int:
+        """Seconds to live of ``name`` rounded up to tens (every expiry below is a multiple of ten), -1: never."""
+        ms: int = admin.pttl(name)
+        return -(-ms // 10_000) * 10 if ms > 0 else ms
+
+    def expiries() -> tuple[int, int]:
+        return ttl(layout.index_key(TASK)), ttl(layout.maps_key(TASK))
+
+    def at(seconds: int) -> datetime:
+        return now + timedelta(seconds=seconds)
+
+    backend.set(TASK, "a", '"a"', expires_at=at(30))
+    backend.set(other, "b", '"b"', expires_at=at(60))
+    assert expiries() == (30, 60)
+    backend.set(TASK, "a", '"a"', expires_at=at(90))
+    assert expiries() == (90, 90)
+    backend.set(TASK, "c", '"c"', expires_at=at(10))
+    assert expiries() == (90, 90)
+    backend.set(TASK, "a", '"a"', expires_at=at(20))  # the latest value now expires earlier
+    assert expiries() == (20, 60)
+    backend.delete(TASK, "c")  # not the latest value: nothing moves
+    assert expiries() == (20, 60)
+    backend.set(TASK, "a", '"a"')
+    assert expiries() == (-1, -1)
+    backend.set(TASK, "a", '"a"', expires_at=at(40))  # the only never-expiring value gets an expiry
+    assert expiries() == (40, 60)
+    backend.delete(other, "b")
+    assert expiries() == (40, 40)
+    backend.delete(TASK, "a")
+    assert admin.exists(layout.index_key(TASK), layout.maps_key(TASK)) == 0
 
 
 async def test_async_writes_share_the_sync_layout(backend: RedisStoreBackend, admin: redis.Redis) -> None:

@@ -29,10 +29,16 @@ class Script:
 # Helpers shared by the scripts. Script arguments stay few (redis-py packs each one): the member
 # and the map index are read back from the key names, the expiry from the stored value's header.
 # An index (and a task's map-index set) expires with its latest member and persists while any
-# member never expires, so it never outlives its values; entries of values that Redis expired
-# are pruned whenever an index gains a member, so an index stays as small as its live keys.
+# member never expires, so it never outlives its values. A write only ever moves those expiries
+# later, which Redis 7's ``PEXPIREAT ... GT`` does without reading the index (a persistent zset
+# counts as never expiring, so only a zset created by this write needs a plain ``PEXPIREAT``);
+# the exact re-derivation from the latest member runs only when an expiry may move earlier (a
+# delete of the latest member, a value's expiry brought forward). Entries of values that Redis
+# expired are pruned whenever an index gains a member, so an index stays as small as its live keys.
 _PRELUDE = """
 local function base_of(index) return string.sub(index, 1, -6) end  -- index = base .. '#keys'
+local function map_index_of(index) return string.match(base_of(index), '[^/]+$') end
+local function score(s) if s == 'inf' then return math.huge end return tonumber(s) end
 
 local function expire_like_latest(zset)
   local top = redis.call('ZRANGE', zset, -1, -1, 'WITHSCORES')
@@ -41,18 +47,30 @@ local function expire_like_latest(zset)
   return top[2]
 end
 
-local function prune(index, maps)
+local function prune(zset)
   local t = redis.call('TIME')
-  local now = '(' .. t[1] .. string.format('%03d', math.floor(t[2] / 1000))
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
-  if maps then redis.call('ZREMRANGEBYSCORE', maps, '-inf', now) end
+  redis.call('ZREMRANGEBYSCORE', zset, '-inf', '(' .. t[1] .. string.format('%03d', math.floor(t[2] / 1000)))
+end
+
+-- Add member to zset with score expire_at ('inf': never) and make the zset's expiry cover it.
+-- Returns whether the zset's expiry moved (it did if the zset is new).
+local function add_and_extend(zset, expire_at, member)
+  if redis.call('ZADD', zset, expire_at, member) == 1 then
+    if redis.call('ZCARD', zset) == 1 then
+      if expire_at ~= 'inf' then redis.call('PEXPIREAT', zset, expire_at) end
+      return true
+    end
+    prune(zset)
+  end
+  if expire_at == 'inf' then return redis.call('PERSIST', zset) == 1 end
+  return redis.call('PEXPIREAT', zset, expire_at, 'GT') == 1
 end
 
 -- Re-derive the expiry of the index and the entry and expiry of its map index (maps is nil for assets).
 local function track(index, maps)
   local latest = expire_like_latest(index)
   if maps then
-    local map_index = string.match(base_of(index), '[^/]+$')
+    local map_index = map_index_of(index)
     if latest then redis.call('ZADD', maps, latest, map_index) else redis.call('ZREM', maps, map_index) end
     expire_like_latest(maps)
   end
@@ -84,8 +102,14 @@ if expire_at == '' then
 else
   redis.call('SET', KEYS[1], ARGV[1], 'PXAT', expire_at)
 end
-if redis.call('ZADD', KEYS[2], expire_at, member) == 1 then prune(KEYS[2], KEYS[3]) end
-track(KEYS[2], KEYS[3])
+local old = expire_at ~= 'inf' and redis.call('ZSCORE', KEYS[2], member)
+if old and score(expire_at) < score(old) then  -- an expiry brought forward: re-derive exactly
+  redis.call('ZADD', KEYS[2], expire_at, member)
+  track(KEYS[2], KEYS[3])
+elseif add_and_extend(KEYS[2], expire_at, member) and KEYS[3] then
+  -- The map-index set holds each map index's index expiry; it moves only when that one did.
+  add_and_extend(KEYS[3], expire_at, map_index_of(KEYS[2]))
+end
 return 1
 """
 )
@@ -95,7 +119,9 @@ DELETE = Script(
     + """
 -- KEYS: value, index[, maps]
 local removed = redis.call('DEL', KEYS[1])
-if redis.call('ZREM', KEYS[2], string.sub(KEYS[1], #base_of(KEYS[2]) + 2)) == 1 then track(KEYS[2], KEYS[3]) end
+local member = string.sub(KEYS[1], #base_of(KEYS[2]) + 2)
+local latest = redis.call('ZRANGE', KEYS[2], -1, -1)
+if redis.call('ZREM', KEYS[2], member) == 1 and latest[1] == member then track(KEYS[2], KEYS[3]) end
 return removed
 """
 )
@@ -106,7 +132,7 @@ CLEAR_SCOPE = Script(
 -- KEYS: index[, maps]
 local removed = drop_scope(base_of(KEYS[1]))
 if KEYS[2] then
-  redis.call('ZREM', KEYS[2], string.match(base_of(KEYS[1]), '[^/]+$'))
+  redis.call('ZREM', KEYS[2], map_index_of(KEYS[1]))
   expire_like_latest(KEYS[2])
 end
 return removed
