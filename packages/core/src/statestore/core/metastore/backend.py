@@ -152,6 +152,24 @@ class _Sweep:
     where: sa.ColumnElement[bool]
 
 
+def _batch_delete(sweep: _Sweep, size: int, dialect: str) -> sa.Delete:
+    """A ``DELETE`` of at most ``size`` rows that ``sweep`` matches; the database picks them, nothing is loaded.
+
+    MySQL has ``DELETE ... LIMIT``. Elsewhere a ``LIMIT`` subquery names the rows by their physical
+    id (PostgreSQL's ``ctid``: a TID scan; SQLite's ``rowid``), not by the long text primary key,
+    which would cost an index descent per row. The outer condition is checked again, so a row a
+    concurrent writer renewed between the subquery and the delete stays.
+    """
+    table = sweep.table
+    if dialect in ("mysql", "mariadb"):
+        return sa.delete(table).where(sweep.where).with_dialect_options(mysql_limit=size)
+    row: sa.ColumnClause[Any] = sa.literal_column("ctid" if dialect == "postgresql" else "rowid")
+    batch = sa.select(row).select_from(table).where(sweep.where).limit(size)
+    if dialect == "postgresql":
+        return sa.delete(table).where(row == sa.any_(sa.func.array(batch.scalar_subquery())), sweep.where)
+    return sa.delete(table).where(row.in_(batch), sweep.where)
+
+
 def _rowcount(stmt: sa.Executable, params: dict[str, Any] | None = None) -> Callable[[sa.Connection], int]:
     """An operation running ``stmt`` and returning how many rows it touched."""
 
@@ -264,12 +282,13 @@ class MetastoreStoreBackend(BaseStoreBackend):
 
     @property
     def _stmts(self) -> _Statements:
-        self.engine  # noqa: B018 - builds the statements on first use
-        assert self._statements is not None
+        if self._statements is None:
+            self.engine  # noqa: B018 - builds the statements on first use
+            assert self._statements is not None
         return self._statements
 
     def _run(self, fn: Callable[[sa.Connection], T]) -> T:
-        return retry_stale(self.engine, fn)
+        return retry_stale(self._engine or self.engine, fn)
 
     async def _arun(self, fn: Callable[[sa.Connection], T]) -> T:
         if self._engine is None:
@@ -470,17 +489,10 @@ class MetastoreStoreBackend(BaseStoreBackend):
         return result
 
     def _sweep(self, sweep: _Sweep, size: int, result: CleanupResult, progress: ProgressCallback | None) -> None:
-        """Batched ``DELETE``: ``LIMIT`` on MySQL, ``pk IN (SELECT pk ... LIMIT n)`` elsewhere."""
-        table = sweep.table
-        pk = sa.tuple_(*table.primary_key.columns) if len(table.primary_key.columns) > 1 else table.c.id
+        """Delete what ``sweep`` matches: in one statement (``size`` 0) or in bounded batches."""
+        dialect = self._stmts.dialect.name
+        stmt = sa.delete(sweep.table).where(sweep.where) if size == 0 else _batch_delete(sweep, size, dialect)
         while True:
-            if size == 0:
-                stmt = sa.delete(table).where(sweep.where)
-            elif self._stmts.dialect.name in ("mysql", "mariadb"):
-                stmt = sa.delete(table).where(sweep.where).with_dialect_options(mysql_limit=size)
-            else:
-                keys = sa.select(*table.primary_key.columns).where(sweep.where).limit(size)
-                stmt = sa.delete(table).where(pk.in_(keys))
             removed = self._run(_rowcount(stmt))
             result.add(sweep.kind, removed)
             if progress is not None and removed:
@@ -510,8 +522,7 @@ class MetastoreStoreBackend(BaseStoreBackend):
                         ids = [tuple(r[: len(cols)]) if len(cols) > 1 else r[0] for r in rows]
                         conn.execute(sa.delete(table).where(pk.in_(ids), sweep.where))
                 return [r.value for r in rows]
-            keys = sa.select(*cols).where(sweep.where).limit(size)
-            return list(conn.execute(sa.delete(table).where(pk.in_(keys)).returning(table.c.value)).scalars())
+            return list(conn.execute(_batch_delete(sweep, size, conn.dialect.name).returning(table.c.value)).scalars())
 
         while True:
             values = self._run(delete_batch)
