@@ -57,12 +57,12 @@ def _resolve_backend(spec: BaseStoreBackend | str | type[BaseStoreBackend], conf
     raise TypeError(f"a backend is an instance, a plugin name or a class path, got {type(spec).__name__}")
 
 
-def _expires_at(retention: Any, default_days: int) -> datetime | None:
-    """Absolute UTC expiry for ``retention`` (``timedelta``, ``NEVER_EXPIRE`` or None = ``default_days``, 0 = never)."""
+def _expires_at(retention: Any, default: timedelta | None) -> datetime | None:
+    """Absolute UTC expiry for ``retention`` (``timedelta``, ``NEVER_EXPIRE`` or None = ``default``, None = never)."""
+    if retention is None:
+        return None if default is None else utcnow() + default
     if retention is NEVER_EXPIRE:
         return None
-    if retention is None:
-        return None if default_days == 0 else utcnow() + timedelta(days=default_days)
     if isinstance(retention, timedelta):
         if retention <= timedelta(0):
             raise ValueError(f"retention must be positive, got {retention!r}; use delete() to remove a key")
@@ -110,7 +110,8 @@ class StateStore:
     ) -> None:
         self.config = config if config is not None else load_config()
         # Read once: a Config does not change, and these are consulted on every write.
-        self._default_retention_days = self.config.default_retention_days
+        days = self.config.default_retention_days
+        self._default_retention = None if days == 0 else timedelta(days=days)
         self._inline_limit = self.config.max_value_storage_bytes
         self.backend = _resolve_backend(backend if backend is not None else self.config.backend, self.config)
         worker = worker_backend if worker_backend is not None else self.config.worker_backend
@@ -197,7 +198,7 @@ class StateStore:
     # -- the value flow ------------------------------------------------------------------------------
 
     def _expiry(self, retention: Any) -> datetime | None:
-        return _expires_at(retention, self._default_retention_days)
+        return _expires_at(retention, self._default_retention)
 
     def _inline_text(self, key: str, value: JsonValue, text: str) -> str:
         """The server-side text of an inline value (``text`` is its JSON), escaped and within the limit."""
@@ -231,7 +232,7 @@ class StateStore:
         return (reference, None) if reference is not None else (None, _unescape(value))
 
     def _get(self, scope: StoreScope, key: str, default: JsonValue) -> JsonValue:
-        text = self.backend.get(scope, validate_key(key))
+        text = self.backend.get(scope, key)  # validates the key
         if text is None:
             return default
         reference, value = self._decoded(key, text)
@@ -243,7 +244,7 @@ class StateStore:
             return default
 
     async def _aget(self, scope: StoreScope, key: str, default: JsonValue) -> JsonValue:
-        text = await self.backend.aget(scope, validate_key(key))
+        text = await self.backend.aget(scope, key)  # validates the key
         if text is None:
             return default
         reference, value = self._decoded(key, text)
@@ -374,7 +375,7 @@ class _ScopedAccessor:
 
     def delete(self, key: str) -> None:
         """Remove ``key`` (server row first, then any external object); no-op when missing."""
-        self.store._delete(self.scope, validate_key(key))
+        self.store._delete(self.scope, key)  # the server-side backend validates the key first
 
     def keys(self) -> list[str]:
         """The keys currently stored, sorted."""
@@ -386,7 +387,7 @@ class _ScopedAccessor:
 
     async def adelete(self, key: str) -> None:
         """Async twin of :meth:`delete`."""
-        await self.store._adelete(self.scope, validate_key(key))
+        await self.store._adelete(self.scope, key)  # the server-side backend validates the key first
 
     async def akeys(self) -> list[str]:
         """Async twin of :meth:`keys`."""
