@@ -44,6 +44,18 @@ async def test_killed_async_connection_is_replaced(backend: RedisStoreBackend, a
     await backend.aclose()
 
 
+def test_an_error_reply_fails_one_operation_and_leaves_the_connection_usable(
+    backend: RedisStoreBackend, admin: redis.Redis
+) -> None:
+    backend.set(SCOPE, "k", '"v"')
+    admin.hset(backend.layout.value_key(SCOPE, "planted"), "field", "x")  # not a string: GET replies WRONGTYPE
+    with pytest.raises(StorageError, match=r"Redis GET failed at .*: ResponseError: WRONGTYPE") as info:
+        backend.get(SCOPE, "planted")
+    assert "Check that the server is reachable" in str(info.value)
+    assert backend.get(SCOPE, "k") == '"v"'
+    assert kill_connections(admin, backend._options["client_name"]) == 1  # still the one connection
+
+
 def restart_later(server: Any, delay: float) -> threading.Thread:
     """Stop ``server`` now and start it again on the same port after ``delay`` seconds."""
     server.stop()
