@@ -283,19 +283,42 @@ class RedisStoreBackend(BaseStoreBackend):
 
         return connection.retry.call_with_retry(attempt, lambda _error: connection.disconnect())  # type: ignore[no-untyped-call]
 
+    async def _acommand(self, *parts: bytes) -> Any:
+        """The asyncio twin of :meth:`_command`, on a connection of the event loop's pool.
+
+        redis.asyncio disconnects a connection whose reply a cancelled task left unread, so
+        returning it to the pool is safe.
+        """
+        pool = self._aclient().connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        packed = _packed(*parts)
+
+        async def attempt() -> Any:
+            await connection.send_packed_command(packed)
+            return await connection.read_response()
+
+        try:
+            return await connection.retry.call_with_retry(attempt, lambda _error: connection.disconnect())
+        finally:
+            await pool.release(connection)
+
+    @staticmethod
+    def _script_args(keys: list[str], args: list[str]) -> list[bytes]:
+        return [str(len(keys)).encode(), *(part.encode() for part in keys), *(part.encode() for part in args)]
+
     def _run(self, script: Script, keys: list[str], args: list[str]) -> Any:
-        encoded = [str(len(keys)).encode(), *(part.encode() for part in keys), *(part.encode() for part in args)]
+        encoded = self._script_args(keys, args)
         try:
             return self._command(b"EVALSHA", script.sha.encode(), *encoded)
         except NoScriptError:
             return self._command(b"EVAL", script.source.encode(), *encoded)
 
     async def _arun(self, script: Script, keys: list[str], args: list[str]) -> Any:
-        client = self._aclient()
+        encoded = self._script_args(keys, args)
         try:
-            return await client.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[misc]
+            return await self._acommand(b"EVALSHA", script.sha.encode(), *encoded)
         except NoScriptError:
-            return await client.eval(script.source, len(keys), *keys, *args)  # type: ignore[misc]
+            return await self._acommand(b"EVAL", script.source.encode(), *encoded)
 
     # -- script arguments, shared by sync and async ---------------------------------------------------
 
@@ -346,7 +369,7 @@ class RedisStoreBackend(BaseStoreBackend):
 
     async def _aget(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
         with self._errors("GET"):
-            return _entry(await self._aclient().get(self.layout.value_key(scope, key)))
+            return _entry(await self._acommand(b"GET", self.layout.value_key(scope, key).encode()))
 
     async def _aset(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
         with self._errors("SET"):
