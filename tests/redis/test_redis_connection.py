@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import threading
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aredis
 
 from statestore.core import Config, TaskScope
 from statestore.core.config import load_config
@@ -54,6 +56,24 @@ def test_an_error_reply_fails_one_operation_and_leaves_the_connection_usable(
     assert "Check that the server is reachable" in str(info.value)
     assert backend.get(SCOPE, "k") == '"v"'
     assert kill_connections(admin, backend._options["client_name"]) == 1  # still the one connection
+
+
+async def test_a_cancelled_async_operation_leaves_no_reply_behind(
+    private_redis: Callable[..., Any], make_backend: Callable[..., RedisStoreBackend]
+) -> None:
+    server = private_redis("--enable-debug-command", "yes")
+    backend = make_backend(url=server.url)
+    await backend.aset(SCOPE, "a", '"a"')
+    await backend.aset(SCOPE, "b", '"b"')  # the pool now holds an idle connection
+    admin = aredis.Redis.from_url(server.url)
+    sleeper = asyncio.create_task(admin.execute_command("DEBUG", "SLEEP", "0.4"))
+    await asyncio.sleep(0.1)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(backend.aget(SCOPE, "a"), 0.1)  # GET sent, its reply not read yet
+    await sleeper
+    await admin.aclose()
+    assert await backend.aget(SCOPE, "b") == '"b"'  # not the reply meant for the cancelled GET
+    await backend.aclose()
 
 
 def restart_later(server: Any, delay: float) -> threading.Thread:
