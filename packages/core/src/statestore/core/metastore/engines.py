@@ -131,8 +131,8 @@ def retry_stale(engine: sa.Engine, operation: Callable[[sa.Connection], T]) -> T
     """Run ``operation`` on a pooled connection, and once more on a fresh one if that connection was dead.
 
     A connection the server closed while it sat in the pool (restart, idle timeout) fails on its
-    first statement and is invalidated with the rest of the pool. Every operation here is
-    idempotent (upserts, deletes, reads, or a transaction that rolled back), so repeating it is safe.
+    first statement and is invalidated with the rest of the pool. Metastore operations are safe to
+    repeat: upserts, deletes and reads, or a transaction that the broken connection rolled back.
     """
     try:
         with engine.connect() as connection:
