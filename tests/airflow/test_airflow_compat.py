@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +213,80 @@ def test_invalid_setting_in_airflow_names_the_airflow_key(airflow_env: dict[str,
         "ConfigurationError: [state_store] clear_on_success must be true or false, got 'sometimes' "
         "(from airflow configuration [state_store] clear_on_success)"
     )
+
+
+PLUGINS = {
+    "statestore.s3.S3StoreBackend": (
+        {"AIRFLOW__STATESTORE_S3__BUCKET": "airflow-state", "AIRFLOW__STATESTORE_S3__PREFIX": "team-a"},
+        "s3://airflow-state/team-a",
+    ),
+    "statestore.gcs.GCSStoreBackend": (
+        {"AIRFLOW__STATESTORE_GCS__BUCKET": "airflow-state", "AIRFLOW__STATESTORE_GCS__PREFIX": "team-a"},
+        "gs://airflow-state/team-a",
+    ),
+    "statestore.redis.RedisStoreBackend": (
+        {"AIRFLOW__STATESTORE_REDIS__KEY_PREFIX": "airflow-compat:"},
+        "key_prefix=airflow-compat:",
+    ),
+}
+
+
+@pytest.mark.parametrize("class_path", sorted(PLUGINS))
+def test_plugin_classes_in_both_airflow_settings(airflow_env: dict[str, str], class_path: str) -> None:
+    """Each plugin class passes the server resolver and is built by the worker loader from airflow.cfg settings."""
+    settings, location = PLUGINS[class_path]
+    airflow_env.update(settings)
+    airflow_env["AIRFLOW__STATE_STORE__BACKEND"] = class_path
+    airflow_env["AIRFLOW__WORKERS__STATE_STORE_BACKEND"] = class_path
+    out = run_in_airflow(
+        airflow_env,
+        """
+        import json
+        import airflow.state
+        from airflow.sdk.execution_time.context import _get_worker_state_store_backend
+
+        server = airflow.state.get_state_backend()
+        worker = _get_worker_state_store_backend()
+        print(json.dumps({
+            "server": type(server).__name__,
+            "worker": type(worker).__name__,
+            "locations": [server.location, worker.location],
+        }))
+        """,
+    )
+    name = class_path.rpartition(".")[2]
+    assert (out["server"], out["worker"]) == (name, name)
+    assert all(location in each for each in out["locations"]), out["locations"]
+
+
+def test_redis_worker_backend_with_airflow_scopes(airflow_env: dict[str, str]) -> None:
+    """Redis as Airflow's worker backend stores and reads values under Airflow's own scope objects."""
+    prefix = f"airflow-compat-{uuid.uuid4().hex[:8]}:"
+    airflow_env["AIRFLOW__WORKERS__STATE_STORE_BACKEND"] = "statestore.redis.RedisStoreBackend"
+    airflow_env["AIRFLOW__STATESTORE_REDIS__KEY_PREFIX"] = prefix
+    out = run_in_airflow(
+        airflow_env,
+        """
+        import json
+        from airflow.sdk.execution_time.context import _get_worker_state_store_backend
+        from airflow.sdk.state import AssetScope, TaskScope
+
+        backend = _get_worker_state_store_backend()
+        task = TaskScope(dag_id="etl", run_id="manual__1", task_id="load", map_index=0)
+        ref = backend.serialize_task_state_store_to_ref(value={"page": 4}, key="ckpt", scope=task)
+        asset_ref = backend.serialize_asset_state_store_to_ref(
+            value="2026-01-01", key="watermark", scope=AssetScope(name="orders", uri="s3://lake/orders")
+        )
+        read = [
+            backend.deserialize_task_state_store_from_ref(ref),
+            backend.deserialize_asset_state_store_from_ref(asset_ref),
+        ]
+        backend.clear(task)
+        backend.clear(AssetScope(name="orders", uri="s3://lake/orders"))
+        print(json.dumps({"ref": ref, "read": read, "after_clear": backend.keys(task)}))
+        """,
+    )
+    assert out["ref"].startswith("redis://")
+    assert prefix in out["ref"]
+    assert out["read"] == [{"page": 4}, "2026-01-01"]
+    assert out["after_clear"] == []
