@@ -507,7 +507,7 @@ def main() -> None:
                 raw_seconds = float(results["raw DELETE"]["seconds"] or 0)
                 for what, got in results.items():
                     if got.get("error") is not None:
-                        clean_rows.append([name, str(rows), what, f"failed: {got['error']}", "", ""])
+                        clean_rows.append([name, str(rows), what, "-", "-", f"failed: {got['error']}"])
                         continue
                     seconds, peak = float(got["seconds"] or 0), float(got["peak_bytes"] or 0)
                     clean_rows.append(
