@@ -83,5 +83,6 @@ def bench(session: nox.Session) -> None:
     script = ROOT / "benchmarks" / f"bench_{name}.py"
     if not script.is_file():
         session.error(f"no benchmark {script.name} in benchmarks/")
+    session.install("-U", "pip")
     session.install(*_group("dev"), *_editable_packages("test,postgres,mysql,bench"))
     session.run("python", str(script), *args)
