@@ -185,7 +185,7 @@ class BaseStoreBackend(ABC):
         self.config = config
 
     def __repr__(self) -> str:
-        location = self.location
+        location = getattr(self, "location", None)  # None too for an instance whose __init__ failed midway
         return f"{type(self).__name__}({location!r})" if location else f"{type(self).__name__}()"
 
     @property
