@@ -294,14 +294,18 @@ class BaseStoreBackend(ABC):
 
     # -- worker-side references ----------------------------------------------------------------------
 
+    @property
+    def _scheme(self) -> str:
+        """The scheme of this backend's references: ``reference_scheme``, else ``name``, else the class name."""
+        return self.reference_scheme or self.name or type(self).__name__.lower()
+
     def reference_for(self, scope: StoreScope, key: str) -> str:
         """The deterministic reference naming ``(scope, key)`` in this backend's own storage."""
-        scheme = self.reference_scheme or self.name or type(self).__name__.lower()
-        return f"{scheme}://" + "/".join((*scope_path(to_scope(scope)), encode_segment(validate_key(key))))
+        return f"{self._scheme}://" + "/".join((*scope_path(to_scope(scope)), encode_segment(validate_key(key))))
 
     def resolve_reference(self, reference: str) -> tuple[StoreScope, str]:
         """Invert :meth:`reference_for`; raise ``InvalidReferenceError`` for anything it did not produce."""
-        prefix = (self.reference_scheme or self.name or type(self).__name__.lower()) + "://"
+        prefix = f"{self._scheme}://"
         if not isinstance(reference, str) or not reference.startswith(prefix):
             raise InvalidReferenceError(
                 f"{type(self).__name__} refuses reference {reference!r}: it does not start with {prefix!r}"
@@ -340,10 +344,7 @@ class BaseStoreBackend(ABC):
     def load_value(self, reference: str) -> str:
         """Read the JSON text a reference points to; ``ReferenceNotFoundError`` if it is gone."""
         scope, key = self.resolve_reference(reference)
-        value = self.get(scope, key)
-        if value is None:
-            raise ReferenceNotFoundError(f"the value behind {reference!r} no longer exists (expired or deleted)")
-        return value
+        return _found(reference, self.get(scope, key))
 
     async def astore_value(
         self,
@@ -364,10 +365,7 @@ class BaseStoreBackend(ABC):
     async def aload_value(self, reference: str) -> str:
         """Async twin of :meth:`load_value`."""
         scope, key = self.resolve_reference(reference)
-        value = await self.aget(scope, key)
-        if value is None:
-            raise ReferenceNotFoundError(f"the value behind {reference!r} no longer exists (expired or deleted)")
-        return value
+        return _found(reference, await self.aget(scope, key))
 
     def _default_task_expiry(self) -> datetime | None:
         days = self.config.default_retention_days
@@ -403,6 +401,13 @@ class BaseStoreBackend(ABC):
         """Read back the value an asset reference points to."""
         legacy = getattr(self, "deserialize_asset_store_from_ref", None)
         return legacy(stored) if legacy is not None else decode_value(self.load_value(stored))
+
+
+def _found(reference: str, value: str | None) -> str:
+    """``value`` read through ``reference``, or ``ReferenceNotFoundError`` when it is gone."""
+    if value is None:
+        raise ReferenceNotFoundError(f"the value behind {reference!r} no longer exists (expired or deleted)")
+    return value
 
 
 def legacy_ti_id(scope: StoreScope) -> uuid.UUID:

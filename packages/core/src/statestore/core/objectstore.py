@@ -208,7 +208,7 @@ class ObjectStoreBackend(BaseStoreBackend):
         self.bucket = self._check_bucket(bucket)
         self.prefix = self._check_prefix(prefix if prefix is not None else self.config.get(section, "prefix") or "")
         self._root = f"{self.prefix}/" if self.prefix else ""
-        self._reference_root = f"{self.reference_scheme or self.name}://{self.bucket}/{self._root}"
+        self._reference_root = f"{self._scheme}://{self.bucket}/{self._root}"
         if threshold is None:
             threshold = self.config.getint(section, "threshold", 0, minimum=0)
         if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
@@ -291,7 +291,7 @@ class ObjectStoreBackend(BaseStoreBackend):
 
     def reference_for(self, scope: StoreScope, key: str) -> str:
         """``<scheme>://<bucket>/<object name>``: a pure function of ``(scope, key)``."""
-        return f"{self.reference_scheme or self.name}://{self.bucket}/{self.object_name(scope, key)}"
+        return f"{self._scheme}://{self.bucket}/{self.object_name(scope, key)}"
 
     def _name_from_reference(self, reference: str) -> str:
         """The object name a reference points to, after checking it is one this backend produced."""

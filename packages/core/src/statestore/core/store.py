@@ -164,7 +164,7 @@ class StateStore:
         """
         store = self.task_store(dag_id, run_id, task_id, map_index)
         yield store
-        if self.config.clear_on_success if clear_on_success is None else clear_on_success:
+        if self._clears_on_success(clear_on_success):
             store.clear()
 
     @asynccontextmanager
@@ -180,8 +180,11 @@ class StateStore:
         """Async twin of :meth:`task_attempt`."""
         store = self.task_store(dag_id, run_id, task_id, map_index)
         yield store
-        if self.config.clear_on_success if clear_on_success is None else clear_on_success:
+        if self._clears_on_success(clear_on_success):
             await store.aclear()
+
+    def _clears_on_success(self, override: bool | None) -> bool:
+        return self.config.clear_on_success if override is None else override
 
     def asset_store(
         self, name: Any = None, uri: str | None = None, *, asset_id: int | None = None
