@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import threading
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
@@ -37,7 +36,6 @@ __all__ = ["SECTION", "RedisStoreBackend"]
 SECTION = "statestore_redis"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MILLISECOND = timedelta(milliseconds=1)
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.I)
 _RETRYABLE = (redis.ConnectionError, redis.TimeoutError)
 _DEFAULTS: dict[str, str] = {
     "url": "redis://127.0.0.1:6379/0",
@@ -54,11 +52,6 @@ _DEFAULTS: dict[str, str] = {
 
 _Call = tuple[Script, list[str], list[str]]
 """A script invocation: the script, its keys and its arguments."""
-
-
-def _mask_url(url: str) -> str:
-    """``url`` with any password (``user:pw@`` or ``?password=``) replaced by ``***``."""
-    return _QUERY_PASSWORD.sub(r"\1***", mask_secret("url", url))
 
 
 def _expiry_ms(expires_at: datetime | None) -> str:
@@ -105,7 +98,8 @@ class _Errors:
     ) -> None:
         if isinstance(exc, redis.RedisError):
             raise StorageError(
-                f"Redis {self.operation} failed at {self.location}: {type(exc).__name__}: {_mask_url(str(exc))}. "
+                f"Redis {self.operation} failed at {self.location}: "
+                f"{type(exc).__name__}: {mask_secret('url', str(exc))}. "
                 f"Check that the server is reachable and the [{SECTION}] settings are right."
             ) from exc
 
@@ -149,7 +143,7 @@ class RedisStoreBackend(BaseStoreBackend):
         self.url = url if url is not None else self._setting("url")
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigurationError(
-                f"[{SECTION}] url must start with redis://, rediss:// or unix://, got {_mask_url(self.url)!r}"
+                f"[{SECTION}] url must start with redis://, rediss:// or unix://, got {mask_secret('url', self.url)!r}"
             )
         self.layout = KeyLayout(key_prefix if key_prefix is not None else self._setting("key_prefix"))
         attempts = retry_attempts if retry_attempts is not None else self._int("retry_attempts")
@@ -179,8 +173,8 @@ class RedisStoreBackend(BaseStoreBackend):
                 self.url, retry=Retry(ExponentialBackoff(cap, base), attempts, _RETRYABLE), **self._options
             )
         except ValueError as exc:
-            raise ConfigurationError(f"[{SECTION}] url {_mask_url(self.url)!r} is invalid: {exc}") from None
-        self._location = f"{_mask_url(self.url)} key_prefix={self.key_prefix}"
+            raise ConfigurationError(f"[{SECTION}] url {mask_secret('url', self.url)!r} is invalid: {exc}") from None
+        self._location = f"{mask_secret('url', self.url)} key_prefix={self.key_prefix}"
         self._thread = _ThreadClient()
         self._aclients: dict[asyncio.AbstractEventLoop, tuple[aredis.Redis, asyncio.Task[None]]] = {}
 
