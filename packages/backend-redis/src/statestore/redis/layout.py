@@ -58,10 +58,6 @@ class KeyLayout:
         """``P{…}``: the prefix and hash tag shared by every key of the task (all map indices) or asset."""
         return _names(self.prefix, scope)[0]
 
-    def scope_base(self, scope: StoreScope) -> str:
-        """The name every key of exactly this scope (one map index of a task) starts with."""
-        return _names(self.prefix, scope)[1]
-
     def value_key(self, scope: StoreScope, key: str) -> str:
         """The Redis string holding the value of ``(scope, key)``."""
         return f"{_names(self.prefix, scope)[1]}/{_encode_key(key)}"
