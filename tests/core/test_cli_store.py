@@ -73,7 +73,8 @@ def test_asset_commands(capsys: pytest.CaptureFixture[str]) -> None:
     ("argv", "message"),
     [
         (["task", "set", *TASK, "k", "not json"], "VALUE must be JSON"),
-        (["task", "set", *TASK, "k", "null"], "cannot store None"),
+        (["task", "set", *TASK, "k", "null"], "VALUE null cannot be stored; to remove a key, run the 'delete' command"),
+        (["task", "set", *TASK, "k", "1", "--retention-days", "-1"], "--retention-days takes a positive number"),
         (["task", "set", *TASK, "k", "NaN"], "NaN and Infinity"),
         (["task", "set", *TASK, "", "1"], "non-empty"),
         (["task", "set", *TASK, "k" * 513, "1"], "limited to 512 characters"),
@@ -139,8 +140,10 @@ def test_clean_shows_a_progress_bar_on_a_terminal(home: Path) -> None:
     terminal = os.read(primary, 65536).decode()
     os.close(primary)
     assert proc.returncode == 0
-    assert "] 2/5 expired_task" in terminal
-    assert "] 5/5 expired_task" in terminal
+    assert "counting expired state" in terminal  # a spinner while counting
+    assert "cleaning" in terminal
+    assert "5/5" in terminal
+    assert "expired_task" in terminal
     assert "removed 5 entries in total" in proc.stdout.decode()
 
 
@@ -164,3 +167,28 @@ def test_demo(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert "removed 1 expired row(s)" in out
     assert "external_objects=1" in out
     assert (tmp_path / "demo" / "statestore.db").is_file()
+
+
+def test_clean_dry_run_on_an_object_store(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATESTORE__STATE_STORE__BACKEND", "local")
+    for i in range(3):
+        run(capsys, "task", "set", *TASK, f"k{i}", "1", "--retention-days", "0.0000001")
+    run(capsys, "task", "set", *TASK, "kept", "1")
+    time.sleep(0.05)  # past the 8.6 ms retention
+    code, out, _ = run(capsys, "clean", "--dry-run", "--json")
+    assert (code, json.loads(out)) == (0, {"dry_run": True, "removed": 3, "by_kind": {"expired_task": 3}})
+    assert json.loads(run(capsys, "clean", "--json")[1])["removed"] == 3
+    assert json.loads(run(capsys, "task", "list", *TASK, "--json")[1]) == {"kept": 1}
+
+
+def test_clean_dry_run_says_what_a_store_cannot_count(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATESTORE__STATE_STORE__BACKEND", "memory")
+    code, _, err = run(capsys, "clean", "--dry-run")
+    assert code == 1
+    assert err == (
+        "state-store: error: MemoryStoreBackend cannot count what clean would remove (its cleanup has no dry run); "
+        "run clean without --dry-run to remove expired entries\n"
+    )
+    assert run(capsys, "clean")[0] == 0

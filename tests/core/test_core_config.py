@@ -190,3 +190,78 @@ def test_airflow_configuration_is_validated() -> None:
         "[state_store] default_retention_days must be >= 0, got -1 "
         "(from airflow configuration [state_store] default_retention_days)"
     )
+
+
+# -- typos: unknown sections, keys and variables -------------------------------------------------------
+
+
+def test_typos_are_warned_with_the_closest_name(tmp_path: Path) -> None:
+    from statestore.core.config import ConfigurationWarning
+
+    path = write(
+        tmp_path,
+        "[state_stor]\nbackend = memory\n[state_store]\ndefault_retension_days = 3\n"
+        "[statestore_redis]\nurll = redis://x\n[statestore_s3]\nbucket = b\n",
+    )
+    environ = {"STATESTORE__STATE_STORE__BACKEDN": "memory", "STATESTORE__NOSECTION": "x", "STATESTORE_HOME": "/h"}
+    with pytest.warns(ConfigurationWarning) as caught:
+        load_config(path, environ=environ)
+    assert sorted(str(w.message) for w in caught) == sorted(
+        [
+            f"unknown section [state_stor] in {path}; did you mean [state_store]?",
+            f"unknown key [state_store] default_retension_days in {path}; did you mean "
+            "[state_store] default_retention_days?",
+            f"unknown key [statestore_redis] urll in {path}; did you mean [statestore_redis] url?",
+            "unknown key STATESTORE__STATE_STORE__BACKEDN in the environment; did you mean "
+            "STATESTORE__STATE_STORE__BACKEND?",
+            "environment variable STATESTORE__NOSECTION is not of the form STATESTORE__<SECTION>__<KEY>",
+        ]
+    )
+
+
+def test_known_names_and_undeclared_plugin_sections_are_quiet(tmp_path: Path) -> None:
+    import warnings
+
+    path = write(tmp_path, "[state_store]\nbackend = memory\n[workers]\nstate_store_backend = local\n")
+    environ = {"STATESTORE__STATESTORE_LOCAL__PATH": "/x", "STATESTORE__WORKERS__STATE_BACKEND": "local"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_config(path, environ=environ)
+
+
+def test_airflow_side_checks_only_our_plugin_sections() -> None:
+    from statestore.core.config import unknown_settings
+
+    conf = airflow_conf("[state_store]\nanything = 1\n[statestore_s3]\nbuckett = b\n[core]\nx = 1\n")
+    environ = {"AIRFLOW__STATESTORE_GCS__PREFX": "p", "AIRFLOW__CORE__WHATEVER": "1"}
+    config = Config(airflow_conf=conf, environ=environ)
+    assert unknown_settings(config) == [
+        "unknown key [statestore_s3] buckett in the Airflow configuration; did you mean [statestore_s3] bucket?",
+        "unknown key AIRFLOW__STATESTORE_GCS__PREFX in the environment; did you mean AIRFLOW__STATESTORE_GCS__PREFIX?",
+    ]
+
+
+def test_config_check_fails_on_typos_and_invalid_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from statestore.core.cli import main
+
+    environ = {"STATESTORE_HOME": str(tmp_path), "STATESTORE_CONFIG": str(tmp_path / "statestore.cfg")}
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in environ.items():
+            mp.setenv(name, value)
+        write(tmp_path, "[state_store]\nbackend = memory\n")
+        assert main(["config", "--check"]) == 0
+        assert capsys.readouterr().out == "configuration ok\n"
+        write(tmp_path, "[state_store]\nbackend = memory\nbakend = x\n")
+        assert main(["config", "--check"]) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert err[0].startswith("state-store: warning: unknown key [state_store] bakend")
+        assert err[-1] == "configuration check failed: 1 problem(s)"
+        write(
+            tmp_path,
+            "[state_store]\nbackend = memory\n[workers]\nstate_backend = local\n[statestore_local]\nthreshold = x\n",
+        )
+        assert main(["config", "--check"]) == 1
+        assert "[statestore_local] threshold must be an integer" in capsys.readouterr().err
+        write(tmp_path, "[state_store]\ndefault_retention_days = 30         # 0 = never expire\n")
+        assert main(["config", "--check"]) == 2
+        assert "default_retention_days must be an integer" in capsys.readouterr().err

@@ -22,6 +22,18 @@ def statestore_backends() -> list[BackendSpec]:
             class_path="statestore.gcs.backend:GCSStoreBackend",
             description="one Google Cloud Storage object per key; expiry as customTime for bucket lifecycle rules",
             requires=("google.cloud.storage",),
+            settings=(
+                "bucket",
+                "prefix",
+                "project",
+                "credentials_file",
+                "endpoint",
+                "kms_key_name",
+                "threshold",
+                "compression",
+                "retry_deadline",
+                "timeout",
+            ),
         )
     ]
 

@@ -14,5 +14,21 @@ def statestore_backends() -> list[BackendSpec]:
             class_path="statestore.redis.backend:RedisStoreBackend",
             description="Redis strings with native expiry and per-scope indexes; cluster-safe hash tags",
             requires=("redis",),
+            settings=(
+                "url",
+                "key_prefix",
+                "username",
+                "password",
+                "client_name",
+                "socket_timeout",
+                "socket_connect_timeout",
+                "retry_attempts",
+                "retry_backoff_base",
+                "retry_backoff_cap",
+                "max_connections",
+                "cluster",
+                "sentinels",
+                "service_name",
+            ),
         )
     ]

@@ -17,6 +17,23 @@ def statestore_backends() -> list[BackendSpec]:
             class_path="statestore.s3.backend:S3StoreBackend",
             description="one object per key in an S3 or S3-compatible bucket (MinIO, Ceph, R2)",
             requires=("boto3",),
+            settings=(
+                "bucket",
+                "prefix",
+                "endpoint_url",
+                "region_name",
+                "addressing_style",
+                "max_attempts",
+                "max_pool_connections",
+                "sse",
+                "sse_kms_key_id",
+                "profile_name",
+                "threshold",
+                "compression",
+                "aws_access_key_id",
+                "aws_secret_access_key",
+                "aws_session_token",
+            ),
         )
     ]
 

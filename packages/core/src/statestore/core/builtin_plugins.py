@@ -19,16 +19,19 @@ def statestore_backends() -> list[BackendSpec]:
             class_path="statestore.core.metastore:MetastoreStoreBackend",
             description="SQL tables via SQLAlchemy: SQLite (default), PostgreSQL, MySQL/MariaDB",
             requires=("sqlalchemy",),
+            settings=(),  # its settings live in [state_store]
         ),
         BackendSpec(
             name="local",
             class_path="statestore.core.backends.local:LocalStoreBackend",
-            description="one file per key in a local directory (the default worker-side backend)",
+            description="one file per key in a local directory ([statestore_local] path)",
+            settings=("path", "prefix", "threshold", "compression"),
         ),
         BackendSpec(
             name="memory",
             class_path="statestore.core.backends.memory:MemoryStoreBackend",
             description="process-local dictionary, for tests and examples",
+            settings=(),
         ),
     ]
 

@@ -1,11 +1,13 @@
 """The ``state-store`` command line (argparse; plugins add subcommands through a pluggy hook).
 
 Commands of the core: ``state-store backends [--json]`` (installed backends and whether they
-import) and ``state-store config [--json]`` (effective settings and where each came from, secrets
-masked). Every plugin module's ``statestore_cli(subparsers)`` hook is then called, so a plugin adds
-its own commands::
+import) and ``state-store config [--json] [--check]`` (effective settings and where each came from,
+secrets masked; ``--check`` fails on unknown keys and invalid values). Global options:
+``--airflow`` runs every command on Airflow's configuration (``airflow.cfg`` and ``AIRFLOW__…``),
+``--debug`` prints tracebacks. Every plugin module's ``statestore_cli(subparsers)`` hook is then
+called, so a plugin adds its own commands::
 
-    from statestore.core.cli import print_json, print_table
+    from statestore.core.console import print_json, print_table
     from statestore.core.plugins import hookimpl
 
     @hookimpl
@@ -19,68 +21,42 @@ its own commands::
         print_json(rows) if args.json else print_table(rows, ["bucket", "objects"])
 
 Keep the hook module light (import heavy modules inside ``run``): every ``state-store`` call
-builds the whole parser. A ``StateStoreError`` escaping a command becomes one line on stderr and
-exit status 2 for configuration or backend-selection errors, 1 for the rest; no traceback.
+builds the whole parser. Any exception escaping a command becomes one line on stderr with its cause
+and remedy (:func:`statestore.core.console.error_message`): exit status 2 for bad input,
+configuration or backend-selection errors, 1 for the rest; the traceback only with ``--debug`` or
+``STATESTORE_DEBUG=1``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import Any, TextIO
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NoReturn
 
+from statestore.core.console import DEBUG_ENV, error_message, print_json, print_table, report_error, warn
 from statestore.core.errors import (
     BackendImportError,
     BackendNotFoundError,
     ConfigurationError,
     DuplicateBackendError,
-    StateStoreError,
 )
 
-__all__ = ["build_parser", "main", "print_json", "print_table"]
+if TYPE_CHECKING:
+    from statestore.core.config import Config
 
-_USAGE_ERRORS = (ConfigurationError, BackendNotFoundError, BackendImportError, DuplicateBackendError)
+__all__ = ["build_parser", "main", "print_json", "print_table", "use_airflow_configuration"]
 
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, (list, tuple, frozenset, set)):
-        return ",".join(str(v) for v in value)
-    return str(value).replace("\n", "\\n")
-
-
-def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, file: TextIO | None = None) -> None:
-    """Print ``rows`` (mappings) as aligned columns under upper-case headers; None prints as ``-``."""
-    out = file or sys.stdout
-    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
-    widths = [max([len(column), *(len(line[i]) for line in cells)]) for i, column in enumerate(columns)]
-    for line in [[c.upper() for c in columns], *cells]:
-        print("  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip(), file=out)
-
-
-def _jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if isinstance(obj, (set, frozenset, tuple)):
-        return sorted(obj) if isinstance(obj, (set, frozenset)) else list(obj)
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    return str(obj)
-
-
-def print_json(obj: Any, *, file: TextIO | None = None) -> None:
-    """Print ``obj`` as indented JSON (dataclasses, sets, tuples and datetimes converted)."""
-    print(json.dumps(obj, indent=2, ensure_ascii=False, default=_jsonable), file=file or sys.stdout)
-
-
-def _warn(message: str) -> None:
-    print(f"state-store: warning: {message}", file=sys.stderr)
+_USAGE_ERRORS = (
+    ConfigurationError,
+    BackendNotFoundError,
+    BackendImportError,
+    DuplicateBackendError,
+    ValueError,
+    TypeError,
+    KeyError,
+)
 
 
 def _cmd_backends(args: argparse.Namespace) -> int:
@@ -90,7 +66,7 @@ def _cmd_backends(args: argparse.Namespace) -> int:
         warnings.simplefilter("always", PluginWarning)
         rows = available_backends()
     for warning in caught:
-        _warn(str(warning.message))
+        warn(str(warning.message))
     if args.json:
         print_json(rows)
         return 0
@@ -105,14 +81,21 @@ def _cmd_backends(args: argparse.Namespace) -> int:
         }
         for row in rows
     ]
-    print_table(table, ["name", "roles", "distribution", "version", "status", "description"])
+    print_table(table, ["name", "roles", "distribution", "version", "status", "description"], full=args.full)
     return 0
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from statestore.core.config import load_config
+    from statestore.core.config import ConfigurationWarning, load_config
 
-    config = load_config()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConfigurationWarning)
+        config = load_config()
+    problems = [str(w.message) for w in caught if issubclass(w.category, ConfigurationWarning)]
+    for problem in problems:
+        warn(problem)
+    if args.check:
+        return _check_config(config, problems)
     settings = [{"section": s.section, "key": s.key, "value": s.display_value, "source": s.source} for s in config]
     origin = "airflow configuration" if config.from_airflow else str(config.path)
     if args.json:
@@ -120,29 +103,70 @@ def _cmd_config(args: argparse.Namespace) -> int:
         return 0
     state = "" if config.from_airflow or config.file_exists else " (not found; using defaults and environment)"
     print(f"configuration: {origin}{state}")
-    print_table(settings, ["section", "key", "value", "source"])
+    print_table(settings, ["section", "key", "value", "source"], full=args.full, uncut=("source",))
     return 0
+
+
+def _check_config(config: Config, problems: list[str]) -> int:
+    """Build the configured backends (which validates their settings, without connecting); 1 on any problem."""
+    from statestore.core.plugins import load_backend
+
+    for role, name in (("[state_store] backend", config.backend), ("[workers] state_backend", config.worker_backend)):
+        if name is None:
+            continue
+        try:
+            load_backend(name)(config=config)
+        except Exception as exc:  # noqa: BLE001 - every way a backend refuses its settings is a finding
+            problems.append(f"{role} {name!r}: {error_message(exc)}")
+            print(f"state-store: error: {problems[-1]}", file=sys.stderr)
+    if problems:
+        print(f"configuration check failed: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print("configuration ok")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the command's ``--help`` (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` on one line and exit with status 2."""
+        self.exit(2, f"state-store: error: {message} (see: {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser: the core's commands, then every plugin's (a failing plugin hook is warned about)."""
     from statestore.core.plugins import registry
 
-    parser = argparse.ArgumentParser(prog="state-store", description="Task-state and asset-state stores.")
+    parser = _Parser(prog="state-store", description="Task-state and asset-state stores.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "--airflow",
+        action="store_true",
+        help="use Airflow's configuration (airflow.cfg, AIRFLOW__ variables) instead of statestore's, "
+        "so commands act on what Airflow's processes use",
+    )
+    parser.add_argument("--debug", action="store_true", help=f"print the traceback of an error (or set {DEBUG_ENV}=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     backends = subparsers.add_parser("backends", help="list installed backends and whether they import")
     backends.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    backends.add_argument("--full", action="store_true", help="do not cut long values")
     backends.set_defaults(func=_cmd_backends)
     config = subparsers.add_parser("config", help="show effective settings and where each came from")
     config.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    config.add_argument("--full", action="store_true", help="do not cut long values")
+    config.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 on unknown sections, keys or variables and on invalid values (builds the configured backends)",
+    )
     config.set_defaults(func=_cmd_config)
     manager = registry().manager
     for impl in manager.hook.statestore_cli.get_hookimpls():
         try:
             impl.function(subparsers=subparsers)
         except Exception as exc:  # noqa: BLE001 - one broken plugin must not take the CLI down
-            _warn(f"plugin {impl.plugin_name} failed to add its commands: {type(exc).__name__}: {exc}")
+            warn(f"plugin {impl.plugin_name} failed to add its commands: {type(exc).__name__}: {exc}")
     return parser
 
 
@@ -155,20 +179,46 @@ def _version() -> str:
         return "unknown"
 
 
+def use_airflow_configuration() -> None:
+    """Load Airflow's configuration module, so :func:`load_config` reads ``airflow.cfg`` from here on."""
+    try:
+        import airflow.configuration  # noqa: F401 - importing it is what makes Airflow's settings effective
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"--airflow needs Apache Airflow in the Python environment of state-store ({exc}); run state-store "
+            "from Airflow's environment, or pip install apache-airflow-core there"
+        ) from exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``state-store``; returns the exit status."""
+    debug = False
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exit_:  # --help, --version and usage errors: argparse has printed them
+            return exit_.code if isinstance(exit_.code, int) else 2
+        debug = args.debug
         if getattr(args, "func", None) is None:
             parser.print_help()
             return 2
+        if args.airflow:
+            use_airflow_configuration()
         return int(args.func(args) or 0)
-    except StateStoreError as exc:
-        print(f"state-store: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, _USAGE_ERRORS) else 1
     except BrokenPipeError:
         return 1
+    except Exception as exc:  # noqa: BLE001 - every failure ends as one line (and a traceback with --debug)
+        report_error(exc, debug=debug, where=_where(argv))
+        return 2 if isinstance(exc, _USAGE_ERRORS) else 1
+
+
+def _where(argv: Sequence[str] | None) -> str:
+    """What a user would fix after a connection error: the --url flag if given, else the settings."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if any(w == "--url" or w.startswith("--url=") for w in words):
+        return "--url"
+    return "the configured settings (state-store config shows them and where each came from)"
 
 
 if __name__ == "__main__":

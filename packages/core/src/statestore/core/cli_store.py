@@ -1,8 +1,9 @@
 """``state-store`` commands for stored state: ``task``, ``asset``, ``clean``, ``db migrate`` and ``demo``.
 
-Values go in and come out as JSON. Tables are for people, ``--json`` for scripts. Bad input
-(invalid JSON, a bad key, a missing id) is one line on stderr and exit status 2; a missing key
-on ``get`` is exit status 1. Heavy modules (SQLAlchemy) are imported only when a command runs.
+Values go in and come out as JSON. Tables are for people, ``--json`` for scripts (one line, see
+:mod:`statestore.core.console`). Bad input (invalid JSON, a bad key, a missing id) is one line on
+stderr and exit status 2; a missing key on ``get`` is exit status 1. Heavy modules (SQLAlchemy) are
+imported only when a command runs.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from statestore.core.cli import print_json, print_table
-from statestore.core.errors import StateStoreError
+from statestore.core.console import print_json, print_table, progress
 
 if TYPE_CHECKING:
     from statestore.core.store import AssetStoreAccessor, StateStore, TaskStoreAccessor
@@ -23,22 +23,6 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 Command = Callable[[argparse.Namespace], int]
-
-
-def _guarded(command: Command) -> Command:
-    """Turn a ``ValueError``/``TypeError``/``KeyError`` from bad input into one line and exit status 2."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except StateStoreError:
-            raise  # the base CLI prints these with their own exit status
-        except (ValueError, TypeError, KeyError) as exc:
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            print(f"state-store: error: {message}", file=sys.stderr)
-            return 2
-
-    return run
 
 
 def _store() -> StateStore:
@@ -59,11 +43,27 @@ def _asset(args: argparse.Namespace) -> AssetStoreAccessor:
 
 def _parse_value(text: str) -> Any:
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(
             f"VALUE must be JSON (a string needs quotes: '\"text\"'); {text!r} is not: {exc.msg} at column {exc.colno}"
         ) from None
+    if value is None:
+        raise ValueError("VALUE null cannot be stored; to remove a key, run the 'delete' command with the same ids")
+    return value
+
+
+def _positive_days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        days = float("nan")
+    if not days > 0 or days == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"--retention-days takes a positive number of days, got {text!r}; use --never-expire to keep a key, "
+            "or the 'delete' command to remove it"
+        )
+    return days
 
 
 def _retention(args: argparse.Namespace) -> Any:
@@ -81,7 +81,7 @@ def _cmd_get(accessor: Callable[[argparse.Namespace], TaskStoreAccessor | AssetS
         if value is missing:
             print(f"state-store: no value for key {args.key!r}", file=sys.stderr)
             return 1
-        print(json.dumps(value, ensure_ascii=False, indent=None if args.json else 2))
+        print(json.dumps(value, ensure_ascii=False, indent=None if args.json else 2))  # --json: one line
         return 0
 
     return run
@@ -95,9 +95,8 @@ def _cmd_list(accessor: Callable[[argparse.Namespace], TaskStoreAccessor | Asset
         if args.json:
             print_json(values)
         else:
-            print_table(
-                [{"key": k, "value": json.dumps(v, ensure_ascii=False)} for k, v in values.items()], ["key", "value"]
-            )
+            rows = [{"key": k, "value": json.dumps(v, ensure_ascii=False)} for k, v in values.items()]
+            print_table(rows, ["key", "value"], full=args.full)
         return 0
 
     return run
@@ -122,46 +121,42 @@ def _cmd_delete(accessor: Callable[[argparse.Namespace], TaskStoreAccessor | Ass
 
 
 def _cmd_task_clear(args: argparse.Namespace) -> int:
-    _task(args).clear(all_map_indices=args.all_map_indices)
+    with progress("clearing the task's state"):
+        _task(args).clear(all_map_indices=args.all_map_indices)
     return 0
 
 
 def _cmd_asset_clear(args: argparse.Namespace) -> int:
-    _asset(args).clear()
+    with progress("clearing the asset's state"):
+        _asset(args).clear()
     return 0
-
-
-class _ProgressBar:
-    """A one-line progress bar on stderr, redrawn after each cleanup batch."""
-
-    def __init__(self, total: int) -> None:
-        self.total = max(total, 1)
-        self.done = 0
-
-    def __call__(self, kind: str, count: int) -> None:
-        self.done += count
-        filled = min(30, 30 * self.done // self.total)
-        print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {kind:<16}", end="", file=sys.stderr)
-
-    def finish(self) -> None:
-        print(file=sys.stderr)
 
 
 def _cmd_clean(args: argparse.Namespace) -> int:
     store = _store()
-    bar = None
-    if not args.dry_run and not args.json and sys.stderr.isatty():
-        bar = _ProgressBar(store.cleanup(dry_run=True).removed)
-    result = store.cleanup(dry_run=args.dry_run, progress=bar)
-    if bar is not None:
-        bar.finish()
+    with progress("counting expired state", enabled=None if not args.json else False) as bar:
+        if not args.dry_run and bar.active:
+            bar.start(_countable(store), "cleaning")
+        result = store.cleanup(dry_run=args.dry_run, progress=bar if bar.active else None)
     if args.json:
         print_json({"dry_run": args.dry_run, "removed": result.removed, "by_kind": result.by_kind})
         return 0
     verb = "would remove" if args.dry_run else "removed"
     print_table([{"kind": k, verb: n} for k, n in result.by_kind.items()], ["kind", verb])
     print(f"{verb} {result.removed} entries in total")
+    if args.dry_run and store.worker_backend is not None:
+        print("(a dry run does not count the worker-side objects that the removed rows reference)")
     return 0
+
+
+def _countable(store: StateStore) -> int | None:
+    """How many entries cleanup will remove, when the server store can count them (else a spinner)."""
+    from statestore.core.errors import StateStoreError
+
+    try:
+        return store.cleanup(dry_run=True).removed
+    except StateStoreError:
+        return None
 
 
 def _cmd_db_migrate(args: argparse.Namespace) -> int:
@@ -219,8 +214,10 @@ def _add_commands(
         if name == "set":
             parser.add_argument("value", help="the value as JSON, e.g. 42, '\"text\"' or '{\"a\": [1, 2]}'")
         if name in ("get", "list"):
-            parser.add_argument("--json", action="store_true", help="compact JSON for scripts")
-        parser.set_defaults(func=_guarded(command))
+            parser.add_argument("--json", action="store_true", help="one line of JSON for scripts")
+        if name == "list":
+            parser.add_argument("--full", action="store_true", help="do not cut long values")
+        parser.set_defaults(func=command)
         parsers[name] = parser
     return parsers
 
@@ -236,7 +233,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         _cmd_task_clear,
     )
     retention = task_parsers["set"].add_mutually_exclusive_group()
-    retention.add_argument("--retention-days", type=float, help="expire after this many days (default: configured)")
+    retention.add_argument(
+        "--retention-days", type=_positive_days, help="expire after this many days (default: configured)"
+    )
     retention.add_argument("--never-expire", action="store_true", help="never expire this key")
     task_parsers["clear"].add_argument("--all-map-indices", action="store_true", help="every map index of the task")
 
@@ -254,14 +253,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     clean.add_argument("--dry-run", action="store_true", help="only count what would be removed")
     clean.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    clean.set_defaults(func=_guarded(_cmd_clean))
+    clean.set_defaults(func=_cmd_clean)
 
     db = subparsers.add_parser("db", help="metastore database tools")
     db_actions = db.add_subparsers(dest="action", metavar="ACTION", required=True)
     migrate = db_actions.add_parser("migrate", help="create or upgrade the metastore schema")
     migrate.add_argument("--url", help="SQLAlchemy URL (default: [state_store] sql_alchemy_conn)")
-    migrate.set_defaults(func=_guarded(_cmd_db_migrate))
+    migrate.set_defaults(func=_cmd_db_migrate)
 
     demo = subparsers.add_parser("demo", help="a short narrated run of the three use cases on embedded defaults")
     demo.add_argument("--home", help="directory for the demo's database and objects (default: a temporary one)")
-    demo.set_defaults(func=_guarded(_cmd_demo))
+    demo.set_defaults(func=_cmd_demo)

@@ -13,14 +13,25 @@ import configparser
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from statestore.core.errors import ConfigurationError
 
-__all__ = ["DEFAULTS", "PLUGIN_SECTION_PREFIX", "Config", "Setting", "load_config", "mask_secret", "statestore_home"]
+__all__ = [
+    "DEFAULTS",
+    "PLUGIN_SECTION_PREFIX",
+    "Config",
+    "ConfigurationWarning",
+    "Setting",
+    "load_config",
+    "mask_secret",
+    "statestore_home",
+    "unknown_settings",
+    "warn_unknown_settings",
+]
 
 DEFAULTS: dict[str, dict[str, str]] = {
     "state_store": {
@@ -306,10 +317,112 @@ class Config:
 
 
 def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Load the effective configuration (Airflow's inside Airflow; else file + environment)."""
+    """Load the effective configuration (Airflow's inside Airflow; else file + environment).
+
+    Unknown sections, keys and variables of ours are warned about (``ConfigurationWarning``) with the
+    closest known name; invalid values raise ``ConfigurationError``.
+    """
     env = os.environ if environ is None else environ
     airflow = _airflow_conf() if path is None and environ is None else None
     if airflow is not None:
-        return Config(airflow_conf=airflow, environ=env)
-    config_path = Path(path or env.get("STATESTORE_CONFIG") or statestore_home(env) / "statestore.cfg").expanduser()
-    return Config(path=config_path, environ=env)
+        config = Config(airflow_conf=airflow, environ=env)
+    else:
+        config_path = Path(path or env.get("STATESTORE_CONFIG") or statestore_home(env) / "statestore.cfg")
+        config = Config(path=config_path.expanduser(), environ=env)
+    warn_unknown_settings(config)
+    return config
+
+
+# -- unknown sections, keys and variables (typos) ------------------------------------------------------
+
+
+class ConfigurationWarning(UserWarning):
+    """A section, key or ``STATESTORE__`` variable statestore does not know; the message names the closest."""
+
+
+_Namer = Callable[[str, "str | None"], str]
+"""Spells ``(section, key)`` the way the user wrote it: ``[section] key`` or ``STATESTORE__SECTION__KEY``."""
+
+
+def _known_settings() -> dict[str, frozenset[str] | None]:
+    """Section -> its known keys (None: a plugin that declares none, so its keys are not checked)."""
+    from statestore.core.plugins import KNOWN_BACKENDS, registry
+
+    known: dict[str, frozenset[str] | None] = {
+        section: frozenset(keys) | {k for (s, k) in _ALIASES if s == section} for section, keys in DEFAULTS.items()
+    }
+    for name, specs in registry().specs.items():
+        declared = [spec.settings for spec in specs]
+        keys = None if any(d is None for d in declared) else frozenset(k for d in declared for k in d or ())
+        known[PLUGIN_SECTION_PREFIX + name] = keys
+    for name in KNOWN_BACKENDS:  # a first-party plugin that is not installed: its section is still ours
+        known.setdefault(PLUGIN_SECTION_PREFIX + name, None)
+    return known
+
+
+def _closest(name: str, candidates: list[str], show: Callable[[str], str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {show(close[0])}?" if close else ""
+
+
+def _check_entry(
+    known: Mapping[str, frozenset[str] | None], section: str, key: str | None, where: str, name: _Namer
+) -> str | None:
+    """The problem with ``[section] key`` read from ``where`` (``name(section, key)`` spells a name), or None."""
+    if section not in known:
+        suggestion = _closest(section, list(known), lambda s: name(s, key))
+        return f"unknown section {name(section, key)} in {where}{suggestion}"
+    keys = known[section]
+    if key is None or keys is None or key in keys:
+        return None
+    return f"unknown key {name(section, key)} in {where}{_closest(key, list(keys), lambda k: name(section, k))}"
+
+
+def unknown_settings(config: Config) -> list[str]:
+    """One message per section, key or environment variable of ours that statestore does not know.
+
+    Outside Airflow: the file's sections and keys and every ``STATESTORE__`` variable. Inside
+    Airflow: the ``[statestore_*]`` plugin sections (Airflow owns ``[state_store]`` and ``[workers]``)
+    and ``AIRFLOW__STATESTORE_*`` variables. Each message names the closest known name.
+    """
+    known = _known_settings()
+    problems: list[str] = []
+
+    def ini(section: str, key: str | None) -> str:
+        return f"[{section}]" if key is None else f"[{section}] {key}"
+
+    def env(prefix: str) -> _Namer:
+        return lambda section, key: f"{prefix}__{section.upper()}__{(key or 'KEY').upper()}"
+
+    if config._airflow is not None:
+        conf = config._airflow
+        for section in (s.lower() for s in conf.sections() if s.lower().startswith(PLUGIN_SECTION_PREFIX)):
+            for key in sorted({k.lower() for k in conf.getsection(section) or {}}):
+                problems.append(_check_entry(known, section, key, "the Airflow configuration", ini) or "")
+        prefix, only_plugins = "AIRFLOW", True
+    else:
+        for section in (s.lower() for s in config._file.sections()):
+            unknown = _check_entry(known, section, None, str(config.path), ini)
+            keys = [] if unknown else config._file.options(section)
+            problems += [unknown or "", *(_check_entry(known, section, k, str(config.path), ini) or "" for k in keys)]
+        prefix, only_plugins = "STATESTORE", False
+    for variable in sorted(v for v in config._environ if v.startswith(f"{prefix}__")):
+        parts = variable.split("__")
+        section = parts[1].lower() if len(parts) > 1 else ""
+        if only_plugins and not section.startswith(PLUGIN_SECTION_PREFIX):
+            continue
+        if len(parts) != 3 or not all(parts[1:]):
+            problems.append(f"environment variable {variable} is not of the form {prefix}__<SECTION>__<KEY>")
+            continue
+        problems.append(_check_entry(known, section, parts[2].lower(), "the environment", env(prefix)) or "")
+    return list(dict.fromkeys(p for p in problems if p))
+
+
+def warn_unknown_settings(config: Config) -> None:
+    """Issue a ``ConfigurationWarning`` for each of :func:`unknown_settings` (shown once per process each)."""
+    import warnings
+
+    for problem in unknown_settings(config):
+        warnings.warn(problem, ConfigurationWarning, stacklevel=3)

@@ -68,6 +68,7 @@ import os
 import re
 import threading
 from abc import abstractmethod
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -80,6 +81,7 @@ from statestore.core.base import (
     ReferenceNotFoundError,
     StoredEntry,
     is_expired,
+    utcnow,
 )
 from statestore.core.config import Config
 from statestore.core.errors import ConfigurationError, InvalidReferenceError, StorageError
@@ -501,8 +503,19 @@ class ObjectStoreBackend(BaseStoreBackend):
             f"Everything else was deleted; run {operation} again to retry the rest."
         )
 
-    def _cleanup(self, now: datetime) -> CleanupResult:
-        """Delete every object under the prefix whose recorded expiry has passed.
+    def cleanup(  # type: ignore[override]
+        self, *, dry_run: bool = False, progress: Callable[[str, int], None] | None = None
+    ) -> CleanupResult:
+        """Delete every object under the prefix whose recorded expiry has passed; report what went.
+
+        ``dry_run`` only counts them; ``progress(kind, count)`` is called after each delete batch.
+        """
+        return self._cleanup(utcnow(), dry_run=dry_run, progress=progress)
+
+    def _cleanup(
+        self, now: datetime, *, dry_run: bool = False, progress: Callable[[str, int], None] | None = None
+    ) -> CleanupResult:
+        """Find (and unless ``dry_run``, delete) the objects whose recorded expiry passed before ``now``.
 
         Costs one list request per page, one metadata read per object when the listing does not
         carry metadata (S3), and one delete request per ``delete_batch_size`` expired objects.
@@ -510,6 +523,17 @@ class ObjectStoreBackend(BaseStoreBackend):
         result = CleanupResult()
         failures: dict[str, str] = {}
         expired: list[str] = []
+
+        def flush(batch: Sequence[str]) -> None:
+            if dry_run:
+                for name in batch:
+                    result.add(self._expired_kind(name), 1)
+            else:
+                failures.update(self._count_deleted(result, batch))
+            if progress is not None:
+                for kind, count in Counter(self._expired_kind(name) for name in batch).items():
+                    progress(kind, count)
+
         for page in (p for top in ("task/", "asset/") for p in self._list_objects(self._root + top)):
             for listed in page:
                 metadata = listed.metadata if listed.metadata is not None else self._head_object(listed.name)
@@ -517,17 +541,21 @@ class ObjectStoreBackend(BaseStoreBackend):
                     expired.append(listed.name)
             while len(expired) >= self.delete_batch_size:
                 batch, expired = expired[: self.delete_batch_size], expired[self.delete_batch_size :]
-                failures.update(self._count_deleted(result, batch))
+                flush(batch)
         if expired:
-            failures.update(self._count_deleted(result, expired))
+            flush(expired)
         self._raise_failures("cleanup", failures)
         return result
+
+    def _expired_kind(self, name: str) -> str:
+        """``expired_task`` or ``expired_asset`` for an object name under the root."""
+        return "expired_" + name[len(self._root) :].partition("/")[0]
 
     def _count_deleted(self, result: CleanupResult, batch: Sequence[str]) -> Mapping[str, str]:
         failed = self._delete_objects(batch)
         for name in batch:
             if name not in failed:
-                result.add("expired_" + name[len(self._root) :].partition("/")[0], 1)
+                result.add(self._expired_kind(name), 1)
         return failed
 
     # -- worker-side references ----------------------------------------------------------------------

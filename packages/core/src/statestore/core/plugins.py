@@ -80,7 +80,9 @@ class BackendSpec:
     """A backend a plugin announces: short name, lazily imported class path and what it can do.
 
     ``class_path`` is ``"package.module:Class"``; ``requires`` names top-level modules the
-    backend imports (checked with ``find_spec``, never imported, when listing).
+    backend imports (checked with ``find_spec``, never imported, when listing). ``settings`` names
+    the keys of its section ``[statestore_<name>]``, so a misspelt key is warned about with the
+    closest one; ``None`` (the default) leaves the section's keys unchecked.
     """
 
     name: str
@@ -88,6 +90,7 @@ class BackendSpec:
     description: str = ""
     roles: frozenset[str] = frozenset({SERVER, WORKER})
     requires: tuple[str, ...] = ()
+    settings: tuple[str, ...] | None = None
     distribution: str | None = None
     version: str | None = None
 

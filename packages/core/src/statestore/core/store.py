@@ -16,6 +16,7 @@ read, so no user value is ever mistaken for a reference (or for an escaped value
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -305,14 +306,17 @@ class StateStore:
 
         With a worker-side backend, expired server rows holding references take their external
         objects with them (``by_kind["external_objects"]`` counts those, outside ``removed``).
-        ``dry_run`` and ``progress`` need the metastore, which can count and batch.
+        ``dry_run`` and ``progress`` need a store that can count: the metastore and the object stores.
         """
         from statestore.core.metastore import MetastoreStoreBackend
 
         if not isinstance(self.backend, MetastoreStoreBackend):
+            if "dry_run" in inspect.signature(self.backend.cleanup).parameters:  # object stores count and report
+                return self.backend.cleanup(dry_run=dry_run, progress=progress)  # type: ignore[call-arg]
             if dry_run:
                 raise StateStoreError(
-                    f"{type(self.backend).__name__} cannot count before cleaning; run without dry-run"
+                    f"{type(self.backend).__name__} cannot count what clean would remove (its cleanup has no "
+                    "dry run); run clean without --dry-run to remove expired entries"
                 )
             return self.backend.cleanup()
         external = [0]
