@@ -64,3 +64,15 @@ def test_days_shorter_than_retention_warns(cli_env: str, capsys: pytest.CaptureF
 def test_rule_rejects_nonsense_days(make_backend: Callable[..., Any]) -> None:
     with pytest.raises(ValueError, match="lifecycle days must be a positive integer, got 0"):
         make_backend().lifecycle_rule(0)
+
+
+def test_missing_bucket_is_one_line_with_how_to_create_it(
+    cli_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STATESTORE__STATESTORE_S3__BUCKET", "statestore-no-such-bucket")
+    monkeypatch.setenv("STATESTORE__STATE_STORE__BACKEND", "s3")
+    assert main(["task", "set", "--dag-id", "d", "--run-id", "r", "--task-id", "t", "k", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "bucket 'statestore-no-such-bucket' does not exist" in err
+    assert "aws s3 mb s3://statestore-no-such-bucket" in err

@@ -223,6 +223,13 @@ class GCSStoreBackend(ObjectStoreBackend):
                 f"GCS refused to {action} {where}: {exc.message}. The credentials need "
                 f"{_PERMISSIONS.get(action, 'access')} on bucket {self.bucket!r} (see the statestore-gcs README)."
             ) from exc
+        except api_exceptions.NotFound as exc:
+            if "bucket" not in str(exc).lower():
+                raise StorageError(f"GCS could not {action} {where}: {exc}") from exc
+            raise StorageError(
+                f"GCS could not {action} {where}: bucket {self.bucket!r} does not exist. Create it with "
+                f"`gcloud storage buckets create gs://{self.bucket}`, or set [{_SECTION}] bucket to an existing one"
+            ) from exc
         except _SERVICE_ERRORS as exc:
             raise StorageError(f"GCS could not {action} {where}: {exc}") from exc
 

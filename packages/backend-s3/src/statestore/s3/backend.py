@@ -137,6 +137,13 @@ class S3StoreBackend(ObjectStoreBackend):
             yield
         except ClientError as exc:
             error = exc.response.get("Error", {})
+            if error.get("Code") == "NoSuchBucket":
+                raise StorageError(
+                    f"S3 {action} s3://{self.bucket}/{name} failed: bucket {self.bucket!r} does not exist"
+                    f"{f' at {self.endpoint_url}' if self.endpoint_url else ''}. Create it with "
+                    f"`aws s3 mb s3://{self.bucket}` (add --endpoint-url for an S3-compatible store), or set "
+                    f"[{SECTION}] bucket to an existing one"
+                ) from exc
             raise StorageError(
                 f"S3 {action} s3://{self.bucket}/{name} failed: {error.get('Code', '?')}: {error.get('Message', exc)}"
             ) from exc
