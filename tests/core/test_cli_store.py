@@ -150,8 +150,8 @@ def test_clean_shows_a_progress_bar_on_a_terminal(home: Path) -> None:
 def test_db_migrate(capsys: pytest.CaptureFixture[str], home: Path) -> None:
     url = f"sqlite:///{home}/other.db"
     code, out, _ = run(capsys, "db", "migrate", "--url", url)
-    assert (code, out) == (0, f"metastore at {url}: migrated from revision none to 0001\n")
-    assert run(capsys, "db", "migrate", "--url", url)[1] == f"metastore at {url} is up to date (revision 0001)\n"
+    assert (code, out) == (0, f"metastore at {url}: migrated from revision none to 0002\n")
+    assert run(capsys, "db", "migrate", "--url", url)[1] == f"metastore at {url} is up to date (revision 0002)\n"
     code, _, err = run(capsys, "db", "migrate", "--url", "oracle://x")
     assert code == 2
     assert "supports SQLite, PostgreSQL and MySQL" in err

@@ -103,6 +103,13 @@ def test_negative_retention_is_rejected_at_load(
     assert message.endswith(where.format(path=path))
 
 
+@pytest.mark.parametrize("days", ["36526", "4000000"])
+def test_retention_beyond_100_years_is_rejected_at_load(days: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"default_retention_days must be <= 36525, got {days}"):
+        Config.from_dict({"state_store": {"default_retention_days": days}})
+    assert Config.from_dict({"state_store": {"default_retention_days": "36525"}}).default_retention_days == 36525
+
+
 def test_typed_getter_errors(tmp_path: Path) -> None:
     path = write(tmp_path, "[statestore_x]\ncount = many\nflag = maybe\nratio = half\n")
     config = load_config(path, environ={})

@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from statestore.core import AssetScope, Config, ConfigurationError, TaskScope
 from statestore.core.base import utcnow
 from statestore.core.metastore import MetastoreStoreBackend, migrate
-from statestore.core.metastore.schema import asset_state, metadata, task_state
+from statestore.core.metastore.schema import asset_state, digest, metadata, task_state
 
 
 def _token() -> str:
@@ -122,20 +123,68 @@ def test_long_keys_and_ids_and_large_values(backend: MetastoreStoreBackend, task
     assert backend.keys(task) == []
 
 
-def test_asset_addressed_by_name_uri_or_id_resolves_to_one_asset(backend: MetastoreStoreBackend) -> None:
+def test_asset_rows_hold_only_their_identity(backend: MetastoreStoreBackend) -> None:
+    """Name, else uri, else id: each identity has its own row, and two names sharing a URI stay apart."""
     token = _token()
-    name, uri, asset_id = f"orders-{token}", f"s3://bucket/{token}", int(token[:8], 16)
-    backend.set(AssetScope(name=name), "by_name", "1")
-    backend.set(AssetScope(name=name, uri=uri, asset_id=asset_id), "full", "2")  # completes the identity
-    for scope in (AssetScope(name=name), AssetScope(uri=uri), AssetScope(asset_id=asset_id)):
-        assert backend.keys(scope) == ["by_name", "full"]
-    backend.set(AssetScope(uri=uri), "by_uri", "3")
-    assert backend.get(AssetScope(asset_id=asset_id), "by_uri") == "3"
-    backend.clear(AssetScope(asset_id=asset_id))
-    assert backend.keys(AssetScope(name=name)) == []
+    name, uri, asset_id = f"orders-{token}", f"s3://bucket/{token}", int(token[:7], 16)
+    backend.set(AssetScope(name=name, uri=uri, asset_id=asset_id), "full", "1")
+    backend.set(AssetScope(name=name + "_v2", uri=uri), "full", "2")
+    backend.set(AssetScope(uri=uri, asset_id=asset_id), "by_uri", "3")
+    backend.set(AssetScope(asset_id=asset_id), "by_id", "4")
+    assert backend.keys(AssetScope(name=name)) == ["full"]
+    assert backend.get(AssetScope(name=name), "full") == "1"
+    assert backend.get(AssetScope(name=name + "_v2"), "full") == "2"
+    assert backend.keys(AssetScope(uri=uri)) == ["by_uri"]
+    assert backend.keys(AssetScope(asset_id=asset_id)) == ["by_id"]
+    backend.clear(AssetScope(uri=uri))
+    assert backend.keys(AssetScope(name=name)) == ["full"]
+    assert backend.deactivate_asset(AssetScope(asset_id=asset_id)) is True
+    assert backend.cleanup().by_kind["orphaned_asset"] >= 1
+    assert backend.get(AssetScope(name=name, asset_id=asset_id), "full") == "1"
     with backend.engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT count(*) FROM statestore_asset WHERE name = :n"), {"n": name}).scalar()
-    assert rows == 1
+        rows = conn.execute(
+            sa.text("SELECT name, uri, asset_id FROM statestore_asset WHERE name LIKE :n OR uri = :u OR asset_id = :i"),
+            {"n": f"orders-{token}%", "u": uri, "i": asset_id},
+        ).all()
+    assert sorted(rows, key=str) == sorted(
+        [(name, None, None), (name + "_v2", None, None), (None, uri, None), (None, None, asset_id)], key=str
+    )
+
+
+def test_migration_0002_keeps_only_the_identity_of_existing_rows(fresh_sqlite_url: sa.URL) -> None:
+    """Rows that revision 0001 completed with several identities keep only the first of name, uri, id."""
+    Path(str(fresh_sqlite_url.database)).parent.mkdir(parents=True)
+    engine = sa.create_engine(fresh_sqlite_url)
+    migrate.upgrade(engine, "0001")
+    insert = sa.text(
+        "INSERT INTO statestore_asset (name, name_hash, uri, uri_hash, asset_id, active, updated_at) "
+        "VALUES (:name, :name_hash, :uri, :uri_hash, :asset_id, 1, '2026-01-01 00:00:00')"
+    )
+    with engine.begin() as conn:
+        for name, uri, asset_id in [("n", "s3://a", 1), (None, "s3://b", 2), (None, None, 3)]:
+            conn.execute(
+                insert,
+                {
+                    "name": name,
+                    "name_hash": None if name is None else digest(name),
+                    "uri": uri,
+                    "uri_hash": None if uri is None else digest(uri),
+                    "asset_id": asset_id,
+                },
+            )
+    assert migrate.upgrade(engine) == ("0001", migrate.head_revision())
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT name, uri, uri_hash, asset_id FROM statestore_asset ORDER BY id")).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [
+        ("n", None, None, None),
+        (None, "s3://b", digest("s3://b"), None),
+        (None, None, None, 3),
+    ]
+    backend = MetastoreStoreBackend(fresh_sqlite_url, config=Config.from_dict({}))
+    backend.set(AssetScope(uri="s3://a"), "k", "1")  # the uri the named row gave up is free again
+    assert backend.get(AssetScope(name="n", uri="s3://a"), "k") is None
+    backend.dispose()
 
 
 def test_deactivated_asset_is_swept_by_cleanup_and_reactivated_by_a_write(backend: MetastoreStoreBackend) -> None:

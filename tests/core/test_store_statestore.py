@@ -216,6 +216,8 @@ def test_expired_values_read_as_missing(inline_store: StateStore, dag: str) -> N
         ("P1D", TypeError, "got str"),
         (timedelta(0), ValueError, "must be positive"),
         (timedelta(days=-1), ValueError, "must be positive"),
+        (timedelta(days=36526), ValueError, r"limited to 36525 days \(100 years\).*use NEVER_EXPIRE"),
+        (timedelta.max, ValueError, "limited to 36525 days"),
     ],
 )
 def test_bad_retention_is_refused_and_nothing_is_written(

@@ -36,13 +36,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 from statestore.core.errors import InvalidReferenceError, StateStoreError
 from statestore.core.naming import encode_segment, parse_path, scope_path, validate_key
 from statestore.core.scopes import AssetScope, StoreScope, TaskScope, to_scope
-from statestore.core.values import decode_value, encode_value
+from statestore.core.values import check_value_text, decode_value, encode_value
 
 if TYPE_CHECKING:
     from statestore.core.config import Config
 
 __all__ = [
     "BaseStoreBackend",
+    "EARLIEST_EXPIRY",
     "CleanupResult",
     "JsonValue",
     "ReferenceNotFoundError",
@@ -54,6 +55,8 @@ JsonValue = Any
 """A JSON-compatible value: str, int, float, bool, list, or dict with str keys (nested)."""
 
 _LEGACY_TI_NAMESPACE = uuid.UUID("6f3c1f0e-3b1a-5d2e-9c47-2a4f5e6d7c8b")
+EARLIEST_EXPIRY = datetime(1970, 1, 1, tzinfo=timezone.utc)
+"""The earliest ``expires_at`` a backend accepts: stores with native expiry count from the Unix epoch."""
 
 
 class StoredEntry(NamedTuple):
@@ -92,12 +95,18 @@ def _check_expires_at(expires_at: Any) -> datetime | None:
         raise TypeError(f"expires_at must be an aware datetime or None, got {type(expires_at).__name__}")
     if expires_at.tzinfo is None or expires_at.utcoffset() is None:
         raise ValueError("expires_at must be timezone-aware (UTC); got a naive datetime")
+    if expires_at < EARLIEST_EXPIRY:
+        raise ValueError(
+            f"expires_at must not be before {EARLIEST_EXPIRY.isoformat()} (the Unix epoch), got "
+            f"{expires_at.isoformat()}; any instant in the past already means expired"
+        )
     return expires_at.astimezone(timezone.utc)
 
 
 def _check_value(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"backend values are JSON text (str), got {type(value).__name__}; use StateStore for objects")
+    check_value_text(value)
     return value
 
 

@@ -22,6 +22,7 @@ from statestore.core.errors import ConfigurationError
 
 __all__ = [
     "DEFAULTS",
+    "MAX_RETENTION_DAYS",
     "PLUGIN_SECTION_PREFIX",
     "Config",
     "ConfigurationWarning",
@@ -32,6 +33,9 @@ __all__ = [
     "unknown_settings",
     "warn_unknown_settings",
 ]
+
+MAX_RETENTION_DAYS = 36525
+"""Longest retention (100 years), for ``default_retention_days`` and ``retention=``; longer is an error."""
 
 DEFAULTS: dict[str, dict[str, str]] = {
     "state_store": {
@@ -189,8 +193,16 @@ class Config:
             raise ConfigurationError(f"[{section}] {key} is not set; set it in {self.describe_sources(section, key)}")
         return found
 
-    def getint(self, section: str, key: str, fallback: int | None = None, *, minimum: int | None = None) -> int:
-        """An integer setting; a non-integer or one below ``minimum`` raises ``ConfigurationError``."""
+    def getint(
+        self,
+        section: str,
+        key: str,
+        fallback: int | None = None,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int:
+        """An integer setting; a non-integer or one outside ``minimum``..``maximum`` raises ``ConfigurationError``."""
         found = self._required(section, key, fallback)
         try:
             number = int(found.value.strip())
@@ -200,6 +212,8 @@ class Config:
             ) from None
         if minimum is not None and number < minimum:
             raise ConfigurationError(f"[{section}] {key} must be >= {minimum}, got {number} (from {found.source})")
+        if maximum is not None and number > maximum:
+            raise ConfigurationError(f"[{section}] {key} must be <= {maximum}, got {number} (from {found.source})")
         return number
 
     def getfloat(self, section: str, key: str, fallback: float | None = None) -> float:
@@ -291,8 +305,8 @@ class Config:
 
     @property
     def default_retention_days(self) -> int:
-        """``[state_store] default_retention_days`` (0 = never expire)."""
-        return self.getint("state_store", "default_retention_days", minimum=0)
+        """``[state_store] default_retention_days`` (0 = never expire; at most :data:`MAX_RETENTION_DAYS`)."""
+        return self.getint("state_store", "default_retention_days", minimum=0, maximum=MAX_RETENTION_DAYS)
 
     @property
     def clear_on_success(self) -> bool:

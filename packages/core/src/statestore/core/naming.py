@@ -13,10 +13,11 @@ import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from statestore.core.scopes import AssetScope, StoreScope, TaskScope
+from statestore.core.scopes import AssetScope, StoreScope, TaskScope, check_text
 
 __all__ = [
     "MAX_KEY_LENGTH",
+    "asset_identity",
     "decode_segment",
     "encode_segment",
     "identity_scope",
@@ -32,13 +33,18 @@ _ENCODED = re.compile(r"(?:%[0-9A-F]{2}|[A-Za-z0-9_\-])+")
 
 
 def validate_key(key: Any) -> str:
-    """Return ``key`` if it is a legal store key, else raise ``TypeError``/``ValueError`` saying why."""
+    """Return ``key`` if it is a legal store key, else raise ``TypeError``/``ValueError`` saying why.
+
+    Legal: a non-empty ``str`` of at most :data:`MAX_KEY_LENGTH` characters without NUL or lone
+    surrogates (:func:`statestore.core.scopes.check_text`); every other character is stored exactly.
+    """
     if not isinstance(key, str):
         raise TypeError(f"store keys must be str, got {type(key).__name__}")
     if not key:
         raise ValueError("store keys must be non-empty strings")
     if len(key) > MAX_KEY_LENGTH:
         raise ValueError(f"store keys are limited to {MAX_KEY_LENGTH} characters, got {len(key)}")
+    check_text("store key", key)
     return key
 
 
@@ -73,35 +79,48 @@ def shorten_segment(segment: str, max_bytes: int) -> str:
     return f"{head}~{digest}"
 
 
+def asset_identity(scope: AssetScope) -> tuple[str, str]:
+    """What identifies an asset: the asset-identity rule, written once for every backend.
+
+    An asset is identified by its ``name`` when it has one, else its ``uri``, else its
+    ``asset_id``; the other fields take no part. So ``AssetScope(name=n, uri=u)`` (what Airflow's
+    workers send) addresses the same state as ``AssetScope(name=n)``, ``AssetScope(uri=u)`` finds
+    only state written under a uri-only scope, and two names sharing a URI never share state.
+    Returns ``("name", name)``, ``("uri", uri)`` or ``("id", str(asset_id))``.
+    """
+    if scope.name:
+        return "name", scope.name
+    if scope.uri:
+        return "uri", scope.uri
+    return "id", str(scope.asset_id)
+
+
 def scope_path(scope: StoreScope, *, all_map_indices: bool = False) -> tuple[str, ...]:
     """The encoded segments naming ``scope`` (without the map index when ``all_map_indices``).
 
-    Task scopes: ``task/<dag>/<run>/<task>/<map_index>``. Asset scopes use one identity, the
-    first of ``name``, ``uri`` and ``asset_id`` that is set: ``asset/name/<name>``,
-    ``asset/uri/<uri>`` or ``asset/id/<id>``.
+    Task scopes: ``task/<dag>/<run>/<task>/<map_index>``. Asset scopes by their identity
+    (:func:`asset_identity`): ``asset/name/<name>``, ``asset/uri/<uri>`` or ``asset/id/<id>``.
     """
     if isinstance(scope, TaskScope):
         head = ("task", encode_segment(scope.dag_id), encode_segment(scope.run_id), encode_segment(scope.task_id))
         return head if all_map_indices else (*head, str(scope.map_index))
-    if scope.name:
-        return ("asset", "name", encode_segment(scope.name))
-    if scope.uri:
-        return ("asset", "uri", encode_segment(scope.uri))
-    return ("asset", "id", str(scope.asset_id))
+    kind, identity = asset_identity(scope)
+    return ("asset", kind, identity if kind == "id" else encode_segment(identity))
 
 
 def identity_scope(scope: StoreScope) -> StoreScope:
-    """``scope`` reduced to the fields :func:`scope_path` names it by (an asset's first of name, uri, id).
+    """``scope`` reduced to the fields that identify it (:func:`asset_identity`); task scopes unchanged.
 
-    Backends that key data by scope objects use it so that ``AssetScope(name=n, uri=u)`` (what
-    Airflow's workers send) and the scope parsed back from a reference address the same data.
+    Backends that key data by scope objects use it so that ``AssetScope(name=n, uri=u)`` and the
+    scope parsed back from a reference address the same data.
     """
     if isinstance(scope, TaskScope):
         return scope
-    if scope.name:
-        return AssetScope(name=scope.name)
-    if scope.uri:
-        return AssetScope(uri=scope.uri)
+    kind, identity = asset_identity(scope)
+    if kind == "name":
+        return AssetScope(name=identity)
+    if kind == "uri":
+        return AssetScope(uri=identity)
     return AssetScope(asset_id=scope.asset_id)
 
 

@@ -5,7 +5,44 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["NEVER_EXPIRE", "AssetScope", "StoreScope", "TaskScope", "to_scope"]
+__all__ = [
+    "MAX_ASSET_ID",
+    "MAX_MAP_INDEX",
+    "NEVER_EXPIRE",
+    "AssetScope",
+    "StoreScope",
+    "TaskScope",
+    "check_text",
+    "to_scope",
+]
+
+MAX_MAP_INDEX: Final = 2**31 - 1
+"""Largest ``map_index``: Airflow's ``task_instance.map_index`` column is a 32-bit integer."""
+MAX_ASSET_ID: Final = 2**31 - 1
+"""Largest ``asset_id``: Airflow's ``asset.id`` column is a 32-bit integer."""
+
+
+def check_text(what: str, text: str) -> None:
+    """Refuse text that no store can hold: a NUL character or a lone surrogate (not encodable as UTF-8).
+
+    The one rule for keys, scope ids and value text on every backend: PostgreSQL ``text`` (and
+    Airflow's own database) cannot hold NUL, and every store names or stores text as UTF-8.
+    Every other character is legal and stored exactly.
+    """
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise ValueError(
+            f"{what} contains a NUL character (\\x00) at position {nul}; no store can hold it "
+            "(PostgreSQL text and Airflow's database refuse it): remove or replace it"
+        )
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"{what} contains a lone surrogate {text[exc.start]!r} at position {exc.start}, which is not "
+                "valid Unicode and cannot be stored as UTF-8: decode the text it came from correctly"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -22,15 +59,24 @@ class TaskScope:
             value = getattr(self, field)
             if not isinstance(value, str) or not value:
                 raise ValueError(f"TaskScope.{field} must be a non-empty string, got {value!r}")
+            check_text(f"TaskScope.{field}", value)
         if isinstance(self.map_index, bool) or not isinstance(self.map_index, int):
             raise ValueError(f"TaskScope.map_index must be an int, got {self.map_index!r}")
-        if self.map_index < -1:
-            raise ValueError(f"TaskScope.map_index must be -1 (unmapped) or >= 0, got {self.map_index}")
+        if not -1 <= self.map_index <= MAX_MAP_INDEX:
+            raise ValueError(
+                f"TaskScope.map_index must be -1 (unmapped) or 0..{MAX_MAP_INDEX} "
+                f"(Airflow's map index is a 32-bit integer), got {self.map_index}"
+            )
 
 
 @dataclass(frozen=True)
 class AssetScope:
-    """The state namespace of an asset, addressed by ``asset_id``, ``name`` or ``uri``."""
+    """The state namespace of an asset, identified by its ``name``, else its ``uri``, else its ``asset_id``.
+
+    The fields after the identifying one do not take part in addressing: ``AssetScope(name=n,
+    uri=u)`` and ``AssetScope(name=n)`` are the same asset, ``AssetScope(uri=u)`` is another, so two
+    names sharing a URI never share state (see :func:`statestore.core.naming.identity_scope`).
+    """
 
     asset_id: int | None = None
     name: str | None = None
@@ -39,12 +85,20 @@ class AssetScope:
     def __post_init__(self) -> None:
         if self.asset_id is None and not self.name and not self.uri:
             raise ValueError("AssetScope requires at least one of: asset_id, name or uri")
-        if self.asset_id is not None and (isinstance(self.asset_id, bool) or not isinstance(self.asset_id, int)):
-            raise ValueError(f"AssetScope.asset_id must be an int, got {self.asset_id!r}")
+        if self.asset_id is not None:
+            if isinstance(self.asset_id, bool) or not isinstance(self.asset_id, int):
+                raise ValueError(f"AssetScope.asset_id must be an int, got {self.asset_id!r}")
+            if not 0 <= self.asset_id <= MAX_ASSET_ID:
+                raise ValueError(
+                    f"AssetScope.asset_id must be 0..{MAX_ASSET_ID} (Airflow's asset id is a 32-bit integer), "
+                    f"got {self.asset_id}"
+                )
         for field in ("name", "uri"):
             value = getattr(self, field)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"AssetScope.{field} must be a string, got {value!r}")
+            if value:
+                check_text(f"AssetScope.{field}", value)
 
 
 StoreScope = TaskScope | AssetScope

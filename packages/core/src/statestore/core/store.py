@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from statestore.core.base import BaseStoreBackend, CleanupResult, JsonValue, ReferenceNotFoundError, utcnow
-from statestore.core.config import Config, load_config
+from statestore.core.config import MAX_RETENTION_DAYS, Config, load_config
 from statestore.core.errors import ConfigurationError, InvalidReferenceError, StateStoreError, ValueTooLargeError
 from statestore.core.naming import validate_key
 from statestore.core.plugins import load_backend
@@ -48,6 +48,7 @@ ESCAPE_MARKER = "__statestore_escaped__"
 """Key wrapping an inline user value that would otherwise look like a marker."""
 
 BackendArg = BaseStoreBackend | str | type[BaseStoreBackend] | None
+_MAX_RETENTION = timedelta(days=MAX_RETENTION_DAYS)
 
 
 def _resolve_backend(spec: BaseStoreBackend | str | type[BaseStoreBackend], config: Config) -> BaseStoreBackend:
@@ -67,6 +68,11 @@ def _expires_at(retention: Any, default: timedelta | None) -> datetime | None:
     if isinstance(retention, timedelta):
         if retention <= timedelta(0):
             raise ValueError(f"retention must be positive, got {retention!r}; use delete() to remove a key")
+        if retention > _MAX_RETENTION:
+            raise ValueError(
+                f"retention is limited to {MAX_RETENTION_DAYS} days (100 years), got {retention!r}; "
+                "use NEVER_EXPIRE for a value that should never expire"
+            )
         return utcnow() + retention
     raise TypeError(
         f"retention must be a datetime.timedelta, NEVER_EXPIRE or None, got {type(retention).__name__} "

@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["decode_value", "encode_value"]
+from statestore.core.scopes import check_text
+
+__all__ = ["MAX_DEPTH", "check_value_text", "decode_value", "encode_value"]
+
+MAX_DEPTH: Final = 100
+"""Most levels of lists and dicts nested in one value (``[]`` is one level, ``[[1]]`` two).
+
+Python's ``json`` recurses once per level on both encode and decode, against the interpreter's
+recursion limit (1000 frames, shared with the caller's stack): a bound far below it guarantees that
+whatever statestore writes can be read back, by statestore and by Airflow.
+"""
+_TOO_DEEP = (
+    f"is nested more than {MAX_DEPTH} levels deep (lists and dicts within each other); statestore refuses "
+    "it so that it can always be read back: flatten it, or store the deep part as a JSON string"
+)
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+_PAIRS = bytes.maketrans(b"[{]}", b"(())")
 
 
 class _Invalid(Exception):
@@ -19,24 +35,28 @@ class _Invalid(Exception):
         self.path: list[str] = []
 
     def raise_as_public(self) -> None:
-        where = "value" + "".join(reversed(self.path))
+        path = self.path[::-1]
+        where = "value" + "".join(path if len(path) <= 6 else [*path[:3], "...", *path[-2:]])
         raise self.error(f"{where} {self.problem}") from None
 
 
-def _check(value: Any) -> None:
+def _check(value: Any, depth: int = 1) -> None:
     """Raise ``_Invalid`` unless ``value`` (JSON ``null`` allowed here) round-trips exactly through JSON.
 
-    The path to a bad part is built only when there is one, so valid values cost one walk.
+    ``depth`` is the nesting level ``value`` would open if it is a container. The path to a bad
+    part is built only when there is one, so valid values cost one walk.
     """
     if value is None or isinstance(value, (str, bool, int)):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
             raise _Invalid(ValueError, f"is {value!r}; NaN and Infinity are not JSON and cannot be stored")
+    elif isinstance(value, (list, dict)) and depth > MAX_DEPTH:
+        raise _Invalid(ValueError, _TOO_DEEP)
     elif isinstance(value, list):
         for index, item in enumerate(value):
             try:
-                _check(item)
+                _check(item, depth + 1)
             except _Invalid as bad:
                 bad.path.append(f"[{index}]")
                 raise
@@ -45,7 +65,7 @@ def _check(value: Any) -> None:
             if not isinstance(key, str):
                 raise _Invalid(TypeError, f"has a {type(key).__name__} key {key!r}; JSON objects need str keys")
             try:
-                _check(item)
+                _check(item, depth + 1)
             except _Invalid as bad:
                 bad.path.append(f"[{key!r}]")
                 raise
@@ -60,10 +80,12 @@ def _check(value: Any) -> None:
 def encode_value(value: Any) -> str:
     """Validate a store value and return its compact JSON text.
 
-    ``None`` as the value or NaN/Infinity anywhere raise ``ValueError``; anything that would not
-    round-trip exactly (tuples, sets, non-str dict keys, objects) raises ``TypeError``. ``None``
-    nested in a list or dict is JSON ``null`` and allowed. Messages name the offending part,
-    e.g. ``value['rows'][3] is nan``.
+    ``None`` as the value, NaN/Infinity anywhere or nesting deeper than :data:`MAX_DEPTH` raise
+    ``ValueError``; anything that would not round-trip exactly (tuples, sets, non-str dict keys,
+    objects) raises ``TypeError``. ``None`` nested in a list or dict is JSON ``null`` and allowed.
+    Messages name the offending part, e.g. ``value['rows'][3] is nan``. Strings holding lone
+    surrogates (``os.fsdecode`` of undecodable bytes) are written with JSON escapes, so they
+    round-trip exactly too.
     """
     if value is None:
         raise ValueError("cannot store None; use delete() to remove a key")
@@ -71,7 +93,38 @@ def encode_value(value: Any) -> str:
         _check(value)
     except _Invalid as bad:
         bad.raise_as_public()
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: escape everything non-ASCII instead
+            text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return text
+
+
+def check_value_text(text: str) -> None:
+    """Refuse JSON text that no store can hold or that could not be read back (backends call it before writing).
+
+    Valid JSON never holds a raw NUL (control characters inside strings must be escaped), nor
+    can any store hold a lone surrogate; and nesting is limited to :data:`MAX_DEPTH` levels. The
+    depth is counted only when the text has more than ``MAX_DEPTH`` brackets, so the usual case
+    costs two ``str.count`` calls.
+    """
+    check_text("value text", text)
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return
+    # C-speed passes only: drop escaped backslashes, then escaped quotes (left to right, as JSON
+    # reads escapes), so every quote left delimits a string; keep only brackets and quotes (bytes of
+    # multi-byte UTF-8 characters are never ASCII); drop the strings; remove one level per pass.
+    data = text.encode("utf-8")
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = b"".join(data.translate(None, _NOT_STRUCTURE).split(b'"')[::2]).translate(_PAIRS)
+    for _ in range(MAX_DEPTH):
+        brackets = brackets.replace(b"()", b"")
+        if not brackets:
+            return
+    raise ValueError(f"value text {_TOO_DEEP}")
 
 
 def decode_value(text: str) -> Any:

@@ -7,9 +7,10 @@ writers of one key never see a unique-constraint error and the last writer wins.
 ``session`` argument Airflow passes is ignored: the metastore has its own engine and may live
 in another database than Airflow's.
 
-Assets: the ``statestore_asset`` table gives each asset one row, found by its name, URI or
-``asset_id`` (an ``AssetScope`` with several of them resolves to the row matching the name
-first, then the URI, then the id, and a write fills in the ones that row lacks). An asset
+Assets: the ``statestore_asset`` table gives each asset one row holding only its identity
+(:func:`statestore.core.naming.asset_identity`: the name when the scope has one, else the URI,
+else the id), so ``AssetScope(name=n, uri=u)`` addresses the row of ``n``, ``AssetScope(uri=u)``
+the row of the uri-only asset ``u``, and two names sharing a URI never share a row. An asset
 marked inactive with :meth:`MetastoreStoreBackend.deactivate_asset` keeps its state until
 ``cleanup()`` sweeps it; a later write reactivates it.
 """
@@ -42,6 +43,7 @@ from statestore.core.metastore.engines import (
     transaction,
 )
 from statestore.core.metastore.schema import REF_PREFIX, asset, asset_state, digest, row_hash, task_hash, task_state
+from statestore.core.naming import asset_identity
 from statestore.core.scopes import AssetScope, StoreScope, TaskScope, to_scope
 
 __all__ = ["MetastoreStoreBackend"]
@@ -85,13 +87,8 @@ def _asset_match() -> sa.ColumnElement[bool]:
 
 
 def _asset_row() -> sa.ScalarSelect[Any]:
-    """The one asset row an ``AssetScope`` resolves to: name match first, then URI, then id."""
-    priority = sa.case(
-        (asset.c.name_hash == sa.bindparam("name_hash"), 0),
-        (asset.c.uri_hash == sa.bindparam("uri_hash"), 1),
-        else_=2,
-    )
-    return sa.select(asset.c.id).where(_asset_match()).order_by(priority).limit(1).scalar_subquery()
+    """The one asset row an ``AssetScope`` resolves to (only its identity is bound, and each is unique)."""
+    return sa.select(asset.c.id).where(_asset_match()).scalar_subquery()
 
 
 def _not_expired() -> sa.ColumnElement[bool]:
@@ -137,9 +134,7 @@ class _Statements:
             asset_state.c.asset_row_id == _asset_row(),
             sa.or_(asset_state.c.expires_at.is_(None), asset_state.c.expires_at > sa.bindparam("now")),
         )
-        self.asset_find = sa.select(asset.c.id, asset.c.name, asset.c.uri, asset.c.asset_id, asset.c.active).where(
-            _asset_match()
-        )
+        self.asset_find = sa.select(asset.c.id, asset.c.active).where(_asset_match())
         self.asset_create = _insert_ignore(dialect, asset)
 
 
@@ -194,12 +189,14 @@ def _task_params(scope: TaskScope) -> dict[str, Any]:
 
 
 def _asset_params(scope: AssetScope) -> dict[str, Any]:
+    """The columns of an asset's row: its identity (name, else uri, else id) set, the others NULL."""
+    kind, identity = asset_identity(scope)
     return {
-        "name": scope.name or None,
-        "name_hash": digest(scope.name) if scope.name else None,
-        "uri": scope.uri or None,
-        "uri_hash": digest(scope.uri) if scope.uri else None,
-        "asset_id": scope.asset_id,
+        "name": identity if kind == "name" else None,
+        "name_hash": digest(identity) if kind == "name" else None,
+        "uri": identity if kind == "uri" else None,
+        "uri_hash": digest(identity) if kind == "uri" else None,
+        "asset_id": scope.asset_id if kind == "id" else None,
     }
 
 
@@ -349,25 +346,16 @@ class MetastoreStoreBackend(BaseStoreBackend):
         return run_asset
 
     def _asset_for_write(self, conn: sa.Connection, scope: AssetScope, now: datetime) -> int:
-        """The asset row for ``scope``: created if missing, completed with missing identities, reactivated."""
+        """The row of ``scope``'s asset (by its identity alone): created if missing, reactivated if inactive."""
         s, params = self._stmts, _asset_params(scope)
-        rows = conn.execute(s.asset_find, params).all()
-        if not rows:
+        row = conn.execute(s.asset_find, params).first()
+        if row is None:
             conn.execute(s.asset_create, {**params, "active": True, "updated_at": now})
             # A locking read sees a row a concurrent creator committed (MySQL's snapshot would not).
-            rows = conn.execute(s.asset_find.with_for_update(), params).all()
-        chosen = min(rows, key=lambda r: 0 if r.name == scope.name else 1 if r.uri == scope.uri else 2)
-        others = [r for r in rows if r is not chosen]
-        updates: dict[str, Any] = {} if chosen.active else {"active": True}
-        for field in ("name", "uri", "asset_id"):
-            claimed = any(getattr(r, field) == params[field] for r in others)
-            if params[field] is not None and getattr(chosen, field) is None and not claimed:
-                updates[field] = params[field]
-                if field != "asset_id":
-                    updates[f"{field}_hash"] = params[f"{field}_hash"]
-        if updates:
-            conn.execute(sa.update(asset).where(asset.c.id == chosen.id).values(updated_at=now, **updates))
-        return int(chosen.id)
+            row = conn.execute(s.asset_find.with_for_update(), params).one()
+        if not row.active:
+            conn.execute(sa.update(asset).where(asset.c.id == row.id).values(active=True, updated_at=now))
+        return int(row.id)
 
     def _op_delete(self, scope: StoreScope, key: str) -> Callable[[sa.Connection], int]:
         s = self._stmts
