@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import multiprocessing
 import os
+import re
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from statestore.core import AssetScope, Config, InvalidReferenceError, TaskScope, load_backend
+from statestore.core import AssetScope, Config, InvalidReferenceError, StorageError, TaskScope, load_backend
 from statestore.core.backends.local import LocalStoreBackend
 
 TASK = TaskScope("dag", "run", "task")
@@ -126,3 +131,68 @@ def test_file_without_header_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe not json")
     with pytest.raises(Exception, match="has no statestore header; was it written by statestore"):
         backend.get(TASK, "k")
+
+
+def _hammer(root: str, worker: int, seconds: float) -> tuple[int, list[str]]:
+    """Set, delete and clear keys of one task (two map indices) until ``seconds`` pass; return (ops, failures)."""
+    backend = LocalStoreBackend(root, config=Config.from_dict({}))
+    scope = TaskScope("dag", "run", "task", worker % 2)
+    failures: list[str] = []
+    deadline, ops = time.monotonic() + seconds, 0
+    while time.monotonic() < deadline:
+        ops += 1
+        try:
+            if ops % 5 < 3:
+                backend.set(scope, f"k{ops % 3}", json.dumps([worker, ops]))
+            elif ops % 5 == 3:
+                backend.delete(scope, f"k{ops % 3}")
+            else:
+                backend.clear(scope, all_map_indices=ops % 2 == 0)
+        except Exception as exc:  # every failure is counted and reported
+            failures.append(f"{type(exc).__name__}: {exc}")
+    backend.set(TaskScope("dag", "run", f"done-{worker}"), "last", json.dumps(worker))  # nobody deletes these
+    return ops, failures
+
+
+def _hammer_in_child(root: str, worker: int, seconds: float, results: Any) -> None:
+    results.put(_hammer(root, worker, seconds))
+
+
+def test_concurrent_writers_deleters_and_clearers_of_one_scope_never_fail(tmp_path: Path) -> None:
+    """Four threads and four forked processes race set/delete/clear (pruning directories under each other)."""
+    context = multiprocessing.get_context("fork")
+    results: Any = context.Queue()
+    processes = [context.Process(target=_hammer_in_child, args=(str(tmp_path), w, 2.0, results)) for w in range(4)]
+    threads = [threading.Thread(target=lambda w=w: results.put(_hammer(str(tmp_path), w, 2.0))) for w in range(4, 8)]
+    for each in (*processes, *threads):
+        each.start()
+    outcomes = [results.get(timeout=60) for _ in range(8)]
+    for thread in threads:
+        thread.join(timeout=60)
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    failures = [failure for _, each in outcomes for failure in each]
+    assert failures == [], f"{len(failures)} of {sum(ops for ops, _ in outcomes)} operations failed: {failures[:5]}"
+    backend = LocalStoreBackend(tmp_path, config=Config.from_dict({}))
+    assert [backend.get(TaskScope("dag", "run", f"done-{w}"), "last") for w in range(8)] == [
+        json.dumps(w) for w in range(8)
+    ]
+    assert not [p for p in tmp_path.rglob(".tmp-*")], "temporary files were left behind"
+
+
+def test_every_os_error_is_a_storage_error_naming_the_path(tmp_path: Path) -> None:
+    backend = LocalStoreBackend(tmp_path, config=Config.from_dict({}))
+    (tmp_path / "task").write_text("a file where a directory belongs")
+    for operation in (
+        lambda: backend.set(TASK, "k", "1"),
+        lambda: backend.keys(TASK),
+        lambda: backend.clear(TASK),
+    ):
+        with pytest.raises(StorageError, match=re.escape(str(tmp_path / "task"))):
+            operation()
+    (tmp_path / "task").unlink()
+    (tmp_path / backend.object_name(TASK, "k")).mkdir(parents=True)  # a directory where the object belongs
+    for operation in (lambda: backend.get(TASK, "k"), lambda: backend.delete(TASK, "k")):
+        with pytest.raises(StorageError, match=re.escape(str(tmp_path / backend.object_name(TASK, "k")))):
+            operation()

@@ -6,11 +6,15 @@ A file holds one JSON line of metadata (expiry, encoding), a newline, then the o
 is written to a temporary file in the same directory and moved into place with ``os.replace``, so
 readers see the old or the new object, never a torn one. Temporary files start with ``.``, which no
 encoded segment does, so they never collide with or show up as keys. Emptied directories are
-removed after deletes. References are ``local://<absolute path>/<object name>``.
+removed after deletes; a writer whose directory a concurrent delete, clear or cleanup (in any thread
+or process) removes under it creates it again, so concurrent writers, deleters and clearers of one
+scope never fail. Every other ``OSError`` becomes a ``StorageError`` naming the path. References
+are ``local://<absolute path>/<object name>``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -25,7 +29,14 @@ from statestore.core.objectstore import ListedObject, ObjectStoreBackend, Stored
 
 __all__ = ["LocalStoreBackend"]
 
-_CREATE_ATTEMPTS = 3
+_CREATE_ATTEMPTS = 100
+"""Times a writer recreates its directory after a concurrent delete pruned it (each loss needs a new race)."""
+
+
+def _walk_error(exc: OSError) -> None:
+    """``os.walk``'s error hook: a directory pruned while listing holds nothing; any other error is raised."""
+    if not isinstance(exc, FileNotFoundError):
+        raise StorageError(f"cannot list {exc.filename}: {exc}") from exc
 
 
 class LocalStoreBackend(ObjectStoreBackend):
@@ -71,26 +82,42 @@ class LocalStoreBackend(ObjectStoreBackend):
     def _put_object(self, name: str, data: bytes, metadata: Mapping[str, str], expires_at: datetime | None) -> None:
         path = self._path(name)
         header = json.dumps(dict(metadata), sort_keys=True).encode() + b"\n"
-        for attempt in range(_CREATE_ATTEMPTS):
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-                break
-            except FileNotFoundError:  # a concurrent delete pruned the directory between mkdir and mkstemp
-                if attempt == _CREATE_ATTEMPTS - 1:
-                    raise
-            except OSError as exc:
-                raise StorageError(f"cannot write {path}: {exc}") from exc
+        fd, tmp = self._temporary_file(path)
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(header)
                 out.write(data)
-            os.replace(tmp, path)
+            os.replace(tmp, path)  # the temporary file keeps the directory from being pruned until here
         except BaseException as exc:
-            Path(tmp).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                Path(tmp).unlink(missing_ok=True)
             if isinstance(exc, OSError):
                 raise StorageError(f"cannot write {path}: {exc}") from exc
             raise
+
+    def _temporary_file(self, path: Path) -> tuple[int, str]:
+        """A new temporary file beside ``path``, creating its directory again whenever a concurrent delete prunes it.
+
+        ``mkstemp`` is tried first (the directory usually exists); a missing directory is created,
+        and a prune racing that creation (``FileNotFoundError`` for an ancestor, or ``FileExistsError``
+        from ``makedirs`` for a directory that vanished while it checked) just means trying again.
+        """
+        for _ in range(_CREATE_ATTEMPTS):
+            try:
+                return tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StorageError(f"cannot write {path}: {exc}") from exc
+            try:
+                os.makedirs(path.parent, exist_ok=True)
+            except (FileNotFoundError, FileExistsError):
+                pass
+            except OSError as exc:
+                raise StorageError(f"cannot write {path}: cannot create {path.parent}: {exc}") from exc
+        raise StorageError(
+            f"cannot write {path}: its directory was removed by concurrent deletes {_CREATE_ATTEMPTS} times in a row"
+        )
 
     def _read(self, name: str, *, body: bool) -> StoredObject | None:
         path = self._path(name)
@@ -123,7 +150,7 @@ class LocalStoreBackend(ObjectStoreBackend):
     def _list_objects(self, prefix: str) -> Iterator[list[ListedObject]]:
         page: list[ListedObject] = []
         top = self._path(prefix)
-        for dirpath, dirnames, filenames in os.walk(top):
+        for dirpath, dirnames, filenames in os.walk(top, onerror=_walk_error):
             dirnames.sort()
             relative = Path(dirpath).relative_to(self.directory).as_posix()
             for filename in sorted(filenames):
