@@ -79,6 +79,24 @@ def test_config_shows_sources_and_masks_secrets(
     assert any(line.split()[:3] == ["state_store", "default_retention_days", "30"] for line in lines)
 
 
+def test_config_masks_passwords_with_url_characters_and_query_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "statestore.cfg"
+    cfg.write_text(
+        "[state_store]\nbackend = memory\nsql_alchemy_conn = postgresql://u:pw%40x%3Ay@db/s?password=QUERYPW\n"
+        "[statestore_redis]\nurl = redis://:hunter@2SecretTail@host:6379/0\n"
+        "[statestore_s3]\naws_session_token = SESSIONTOKEN\n"
+    )
+    monkeypatch.setenv("STATESTORE_CONFIG", str(cfg))
+    for args in (["config"], ["config", "--json"]):
+        assert main(args) == 0
+        out = capsys.readouterr().out
+        for secret in ("pw%40x", "QUERYPW", "hunter", "2SecretTail", "SESSIONTOKEN"):
+            assert secret not in out, f"{secret} shown by state-store {' '.join(args)}"
+        assert "redis://:***@host:6379/0" in out
+
+
 def test_config_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

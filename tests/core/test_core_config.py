@@ -155,6 +155,45 @@ def test_secrets_are_masked(tmp_path: Path) -> None:
     assert "'***'" in str(info.value)
 
 
+SECRET = "p@ss:w/rd%40x"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("redis://:hunter@2SecretTail@host:6379/0", "redis://:***@host:6379/0"),
+        (f"redis://user:{SECRET}@host/0", "redis://user:***@host/0"),
+        (f"rediss://:{SECRET}@h:6380", "rediss://:***@h:6380"),
+        (
+            f"Error 111 connecting to redis://:{SECRET}@127.0.0.1:1/0. Refused.",
+            "Error 111 connecting to redis://:***@1",
+        ),
+        (
+            "postgresql+psycopg://u@h/db?password=q1&sslmode=require",
+            "postgresql+psycopg://u@h/db?password=***&sslmode=require",
+        ),
+        (
+            "https://h/o?X-Amz-Security-Token=t1&X-Amz-Signature=s1&sslpassword=p1&api_key=k1&auth_token=a1&x=1",
+            "https://h/o?X-Amz-Security-Token=***&X-Amz-Signature=***&sslpassword=***&api_key=***&auth_token=***&x=1",
+        ),
+        ("redis://127.0.0.1:6379/0 key_prefix=statestore:", "redis://127.0.0.1:6379/0 key_prefix=statestore:"),
+        ("redis://user@host:6379/0", "redis://user@host:6379/0"),
+        ("s3://bucket/prefix/", "s3://bucket/prefix/"),
+    ],
+)
+def test_url_passwords_and_credential_parameters_are_masked_in_any_text(text: str, shown: str) -> None:
+    assert mask_secret("url", text).startswith(shown)
+    assert "SecretTail" not in mask_secret("url", text)
+    assert SECRET.partition("@")[2] not in mask_secret("url", text)
+
+
+@pytest.mark.parametrize(
+    "key", ["password", "aws_secret_access_key", "aws_session_token", "api_key", "credentials", "sslpassword"]
+)
+def test_credential_settings_are_hidden_whole(key: str) -> None:
+    assert mask_secret(key, "https://anything") == "***"
+
+
 def test_from_dict_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STATESTORE__STATE_STORE__BACKEND", "local")
     config = Config.from_dict({"state_store": {"backend": "memory", "default_retention_days": 0}})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import subprocess
 import sys
 import threading
@@ -79,6 +80,33 @@ def test_password_is_masked_in_repr_and_location() -> None:
     assert "hunter2" not in repr(b)
     assert "hunter2" not in b.location
     assert "***" in b.location
+
+
+def test_secrets_in_the_url_never_shown(
+    postgresql_url: sa.URL, caplog: pytest.LogCaptureFixture, task: TaskScope
+) -> None:
+    """A password with @ : / % and ?password=: never in repr, location, errors or statestore's DEBUG logs."""
+    secrets = ("p@ss:w/rd%x", "QUERYPW")
+    url = postgresql_url.set(password=secrets[0]).update_query_dict({"password": secrets[1]})
+    shown: list[str] = []
+    with caplog.at_level(logging.DEBUG, logger="statestore"):
+        backend = MetastoreStoreBackend(url, config=Config.from_dict({}))
+        backend.set(task, "k", "1")  # trust authentication: the password is sent and ignored
+        assert backend.get(task, "k") == "1"
+        shown += [repr(backend), backend.location]
+        backend.dispose()
+        unmigrated = url.update_query_dict({"options": "-csearch_path=statestore_no_such_schema"})
+        with pytest.raises(ConfigurationError, match="has no statestore tables") as info:
+            MetastoreStoreBackend(unmigrated, config=Config.from_dict({}), auto_migrate=False).get(task, "k")
+        shown.append(str(info.value))
+        with pytest.raises(Exception) as failure:  # noqa: PT011 - whatever it is, it must not show the password
+            MetastoreStoreBackend(url.set(port=1), config=Config.from_dict({})).get(task, "k")
+        shown += [str(failure.value), repr(failure.value)]
+    shown += [record.getMessage() for record in caplog.records]
+    assert "***" in backend.location
+    for text in shown:
+        for secret in (*secrets, "p%40ss"):
+            assert secret not in text, f"{secret!r} shown in {text!r}"
 
 
 def test_migrations_match_the_table_definitions(metastore_url: sa.URL) -> None:

@@ -39,7 +39,7 @@ from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
 from google.oauth2 import service_account
 
-from statestore.core.config import Config
+from statestore.core.config import Config, mask_secret
 from statestore.core.errors import ConfigurationError, StorageError
 from statestore.core.objectstore import ListedObject, ObjectStoreBackend, StoredObject
 
@@ -220,7 +220,7 @@ class GCSStoreBackend(ObjectStoreBackend):
             yield
         except api_exceptions.Forbidden as exc:
             raise StorageError(
-                f"GCS refused to {action} {where}: {exc.message}. The credentials need "
+                f"GCS refused to {action} {where}: {mask_secret('url', str(exc.message))}. The credentials need "
                 f"{_PERMISSIONS.get(action, 'access')} on bucket {self.bucket!r} (see the statestore-gcs README)."
             ) from exc
         except api_exceptions.NotFound as exc:
@@ -231,7 +231,7 @@ class GCSStoreBackend(ObjectStoreBackend):
                 f"`gcloud storage buckets create gs://{self.bucket}`, or set [{_SECTION}] bucket to an existing one"
             ) from exc
         except _SERVICE_ERRORS as exc:
-            raise StorageError(f"GCS could not {action} {where}: {exc}") from exc
+            raise StorageError(f"GCS could not {action} {where}: {mask_secret('url', str(exc))}") from exc
 
     # -- primitives ----------------------------------------------------------------------------------------
 

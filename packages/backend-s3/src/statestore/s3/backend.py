@@ -22,7 +22,7 @@ import boto3
 import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from statestore.core.config import Config
+from statestore.core.config import Config, mask_secret
 from statestore.core.errors import ConfigurationError, StorageError
 from statestore.core.objectstore import META_ENCODING, ListedObject, ObjectStoreBackend, StoredObject
 
@@ -138,17 +138,17 @@ class S3StoreBackend(ObjectStoreBackend):
         except ClientError as exc:
             error = exc.response.get("Error", {})
             if error.get("Code") == "NoSuchBucket":
+                endpoint = f" at {mask_secret('url', self.endpoint_url)}" if self.endpoint_url else ""
                 raise StorageError(
                     f"S3 {action} s3://{self.bucket}/{name} failed: bucket {self.bucket!r} does not exist"
-                    f"{f' at {self.endpoint_url}' if self.endpoint_url else ''}. Create it with "
+                    f"{endpoint}. Create it with "
                     f"`aws s3 mb s3://{self.bucket}` (add --endpoint-url for an S3-compatible store), or set "
                     f"[{SECTION}] bucket to an existing one"
                 ) from exc
-            raise StorageError(
-                f"S3 {action} s3://{self.bucket}/{name} failed: {error.get('Code', '?')}: {error.get('Message', exc)}"
-            ) from exc
+            message = f"{error.get('Code', '?')}: {mask_secret('url', str(error.get('Message', exc)))}"
+            raise StorageError(f"S3 {action} s3://{self.bucket}/{name} failed: {message}") from exc
         except BotoCoreError as exc:
-            raise StorageError(f"S3 {action} s3://{self.bucket}/{name} failed: {exc}") from exc
+            raise StorageError(f"S3 {action} s3://{self.bucket}/{name} failed: {mask_secret('url', str(exc))}") from exc
 
     # -- primitives ---------------------------------------------------------------------------------
 

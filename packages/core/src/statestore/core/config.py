@@ -53,9 +53,15 @@ _AIRFLOW_OWN_DEFAULT = ("state_store", "backend", "airflow.state.metastore.Metas
 PLUGIN_SECTION_PREFIX = "statestore_"
 """Plugins read the section ``statestore_<plugin>`` (env-var friendly: no dots)."""
 _ALIASES = {("workers", "state_store_backend"): ("workers", "state_backend")}
-_SECRET_KEY = re.compile(r"password|passwd|secret|token|credential|private_key|access_key|api_key", re.I)
-_URL_PASSWORD = re.compile(r"(//[^/:@\s]*:)([^@/\s]+)(@)")
-_QUERY_SECRET = re.compile(r"([?&;](?:password|passwd|secret|token|sig|signature|access_key|api_key)=)[^&;\s]+", re.I)
+_SECRET_KEY = re.compile(
+    r"password|passwd|pwd|passphrase|secret|token|credential|private_key|access_key|api_?key", re.I
+)
+# The password of a URL's user-info runs from the first ':' after the user name to the *last* '@'
+# of the whitespace-free run, so one holding '@', ':', '/' or '%' is hidden whole (drivers split
+# user-info at its last '@' too). Over-masking an odd URL is preferred to showing a password.
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/]*:)\S*@")
+# A query parameter whose name mentions a credential: its value up to the next '&', '#' or space.
+_QUERY_SECRET = re.compile(r"([?&;][\w.\-]*?(?:pass|pwd|secret|token|key|sig|credential|auth)[\w.\-]*=)[^&#\s]*", re.I)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -67,10 +73,15 @@ def statestore_home(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def mask_secret(key: str, value: str) -> str:
-    """Hide a secret setting entirely, and the password inside any URL-valued setting."""
+    """Hide a secret setting entirely, and URL passwords and credential query parameters in any text.
+
+    ``key`` is the setting's name (``password``, ``aws_secret_access_key``, ``api_token`` … hide the
+    whole value); ``value`` may be a setting, a URL or an error message with URLs in it. This is the
+    one masking rule: every ``repr``, ``location``, error and log line of statestore goes through it.
+    """
     if value and _SECRET_KEY.search(key):
         return "***"
-    return _QUERY_SECRET.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", value))
+    return _QUERY_SECRET.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", value))
 
 
 @dataclass(frozen=True)

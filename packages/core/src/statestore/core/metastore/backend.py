@@ -35,6 +35,7 @@ from statestore.core.metastore import migrate
 from statestore.core.metastore.engines import (
     AsyncEngines,
     aretry_stale,
+    display_url,
     driver_urls,
     is_memory_sqlite,
     make_engine,
@@ -229,8 +230,8 @@ class MetastoreStoreBackend(BaseStoreBackend):
 
     @property
     def location(self) -> str:
-        """The database URL with any password masked."""
-        return self.url.render_as_string(hide_password=True)
+        """The database URL with its password and credential query parameters masked."""
+        return display_url(self.url)
 
     # -- engines and schema ---------------------------------------------------------------------------
 

@@ -14,9 +14,19 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool, StaticPool
 
+from statestore.core.config import mask_secret
 from statestore.core.errors import ConfigurationError
 
-__all__ = ["AsyncEngines", "aretry_stale", "driver_urls", "make_engine", "parse_url", "retry_stale", "transaction"]
+__all__ = [
+    "AsyncEngines",
+    "aretry_stale",
+    "display_url",
+    "driver_urls",
+    "make_engine",
+    "parse_url",
+    "retry_stale",
+    "transaction",
+]
 
 T = TypeVar("T")
 _SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -30,6 +40,11 @@ _DRIVERS = {
 _ASYNC_ONLY = {"aiosqlite", "asyncpg", "aiomysql", "asyncmy", "psycopg_async"}
 
 
+def display_url(url: sa.URL) -> str:
+    """``url`` safe to show: its password and any credential query parameter (``?password=``) masked."""
+    return mask_secret("url", url.render_as_string(hide_password=True))
+
+
 def parse_url(raw: str | sa.URL) -> sa.URL:
     """Parse a SQLAlchemy URL, or raise ``ConfigurationError`` saying what is wrong (password masked)."""
     try:
@@ -41,8 +56,7 @@ def parse_url(raw: str | sa.URL) -> sa.URL:
         ) from None
     if url.get_backend_name() not in _DRIVERS:
         raise ConfigurationError(
-            f"the metastore supports SQLite, PostgreSQL and MySQL/MariaDB; got "
-            f"{url.render_as_string(hide_password=True)!r}"
+            f"the metastore supports SQLite, PostgreSQL and MySQL/MariaDB; got {display_url(url)!r}"
         )
     return url
 
