@@ -18,7 +18,7 @@ from statestore.core.backends.memory import MemoryStoreBackend
 from statestore.core.base import BaseStoreBackend, CleanupResult, StoredEntry
 from statestore.core.config import Config
 from statestore.core.naming import validate_key
-from statestore.core.scopes import TaskScope, to_scope
+from statestore.core.scopes import AssetScope, TaskScope, to_scope
 from statestore.core.testing import BackendSuite
 """
 
@@ -69,6 +69,37 @@ class Broken(MemoryStoreBackend):
     def _clear(self, scope, all_map_indices, session):
         super()._clear(scope, True, session)
 """,
+    "uri_first_identity": """
+class Broken(MemoryStoreBackend):
+    # Identifies an asset by its uri when it has one, so two names sharing a uri share state.
+    def _identity(self, scope):
+        return AssetScope(uri=scope.uri) if isinstance(scope, AssetScope) and scope.uri else scope
+
+    def _get(self, scope, key, session):
+        return super()._get(self._identity(scope), key, session)
+
+    def _set(self, scope, key, value, expires_at, session):
+        super()._set(self._identity(scope), key, value, expires_at, session)
+
+    def _delete(self, scope, key, session):
+        super()._delete(self._identity(scope), key, session)
+
+    def _clear(self, scope, all_map_indices, session):
+        super()._clear(self._identity(scope), all_map_indices, session)
+
+    def _keys(self, scope, session):
+        return super()._keys(self._identity(scope), session)
+""",
+    "skips_input_rules": """
+class Broken(MemoryStoreBackend):
+    # Its public set checks only the type of its arguments, not the input rules.
+    def set(self, scope, key, value, *, expires_at=None, session=None):
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError("str")
+        if not key or len(key) > 512:
+            raise ValueError("non-empty, at most 512")
+        self._set(to_scope(scope), key, value, expires_at, session)
+""",
     "cleanup_reclaims_nothing": """
 class Broken(MemoryStoreBackend):
     # Relies on get() hiding expired entries and never reclaims them.
@@ -113,6 +144,8 @@ def test_catches_get_ignoring_expiry(pytester: pytest.Pytester) -> None:
         "test_expiry_replaced_async",
         "test_expiry_timezones",
         "test_expiry_timezones_async",
+        "test_expiry_range",  # a value expiring at the earliest instant allowed reads as None
+        "test_expiry_range_async",
         "test_cleanup_reclaims_expired",
     }
     assert passed > 100
@@ -136,6 +169,28 @@ def test_catches_clear_ignoring_map_index(pytester: pytest.Pytester) -> None:
         "test_injective_async",
     }
     assert any("clear of map index 0 removed it" in line for line in output)
+    assert passed > 100
+
+
+def test_catches_an_asset_identity_other_than_name_uri_id(pytester: pytest.Pytester) -> None:
+    failed, passed, output = run_suite(pytester, "uri_first_identity")
+    # the reference test notices too: the name + uri scope's reference names the name, storage used the uri
+    assert failed == {"test_asset_identity", "test_asset_identity_async", "test_references", "test_references_async"}
+    assert any("the asset-identity rule says" in line for line in output)
+    assert passed > 100
+
+
+def test_catches_a_set_that_skips_the_input_rules(pytester: pytest.Pytester) -> None:
+    failed, passed, _ = run_suite(pytester, "skips_input_rules")
+    edge_tests = {
+        "test_unstorable_keys_refused",
+        "test_nesting_limit",
+        "test_unstorable_value_text_refused",
+        "test_expiry_range",
+        "test_expiry_timezones",
+    }
+    assert edge_tests | {f"{name}_async" for name in edge_tests if name != "test_expiry_timezones"} >= failed
+    assert edge_tests <= failed
     assert passed > 100
 
 

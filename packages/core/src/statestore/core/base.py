@@ -55,8 +55,8 @@ JsonValue = Any
 """A JSON-compatible value: str, int, float, bool, list, or dict with str keys (nested)."""
 
 _LEGACY_TI_NAMESPACE = uuid.UUID("6f3c1f0e-3b1a-5d2e-9c47-2a4f5e6d7c8b")
-EARLIEST_EXPIRY = datetime(1970, 1, 1, tzinfo=timezone.utc)
-"""The earliest ``expires_at`` a backend accepts: stores with native expiry count from the Unix epoch."""
+EARLIEST_EXPIRY = datetime(1970, 1, 1, 0, 0, 1, tzinfo=timezone.utc)
+"""The earliest ``expires_at`` a backend accepts: native expiry (Redis ``PXAT``) needs a positive Unix time."""
 
 
 class StoredEntry(NamedTuple):
@@ -97,8 +97,8 @@ def _check_expires_at(expires_at: Any) -> datetime | None:
         raise ValueError("expires_at must be timezone-aware (UTC); got a naive datetime")
     if expires_at < EARLIEST_EXPIRY:
         raise ValueError(
-            f"expires_at must not be before {EARLIEST_EXPIRY.isoformat()} (the Unix epoch), got "
-            f"{expires_at.isoformat()}; any instant in the past already means expired"
+            f"expires_at must not be before {EARLIEST_EXPIRY.isoformat()} (stores with native expiry take a "
+            f"positive Unix time), got {expires_at.isoformat()}; any instant in the past already means expired"
         )
     return expires_at.astimezone(timezone.utc)
 

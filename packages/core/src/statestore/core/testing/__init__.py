@@ -40,9 +40,10 @@ pytest.register_assert_rewrite("statestore.core.testing.suite")
 from statestore.core.testing.suite import (  # noqa: E402 - after the assert-rewrite registration
     CAPABILITIES,
     ODD_KEYS,
+    UNSTORABLE,
     AirflowLikeAssetScope,
     AirflowLikeTaskScope,
     BackendSuite,
 )
 
-__all__ = ["CAPABILITIES", "ODD_KEYS", "AirflowLikeAssetScope", "AirflowLikeTaskScope", "BackendSuite"]
+__all__ = ["CAPABILITIES", "ODD_KEYS", "UNSTORABLE", "AirflowLikeAssetScope", "AirflowLikeTaskScope", "BackendSuite"]

@@ -18,11 +18,19 @@ from typing import Any, ClassVar, Final
 
 import pytest
 
-from statestore.core.base import BaseStoreBackend, CleanupResult, ReferenceNotFoundError, StoredEntry, utcnow
+from statestore.core.base import (
+    EARLIEST_EXPIRY,
+    BaseStoreBackend,
+    CleanupResult,
+    ReferenceNotFoundError,
+    StoredEntry,
+    utcnow,
+)
 from statestore.core.errors import InvalidReferenceError
-from statestore.core.scopes import AssetScope, StoreScope, TaskScope, to_scope
+from statestore.core.scopes import MAX_ASSET_ID, MAX_MAP_INDEX, AssetScope, StoreScope, TaskScope, to_scope
+from statestore.core.values import MAX_DEPTH
 
-__all__ = ["CAPABILITIES", "ODD_KEYS", "AirflowLikeAssetScope", "AirflowLikeTaskScope", "BackendSuite"]
+__all__ = ["CAPABILITIES", "ODD_KEYS", "UNSTORABLE", "AirflowLikeAssetScope", "AirflowLikeTaskScope", "BackendSuite"]
 
 CAPABILITIES: Final = frozenset({"listing", "cleanup", "references", "async"})
 """Capability names a suite subclass may list in ``unsupported``."""
@@ -54,9 +62,18 @@ ODD_KEYS: Final = (
     "#&=+;,",
     "~",
     "'\"`",
+    "\x01\x1f\x7f",
+    "\u0085\u2028",
+    "\ufeff\u202e\u200b",
+    "\uffff\ufffe",
+    "\U0010ffff",
+    "e\u0301",
     "k" * 512,
 )
 """Keys every backend must store, list and delete exactly (all legal, all hostile to naive naming)."""
+UNSTORABLE: Final = ("a\x00b", "\x00", "a\ud800b", "\udfff")
+"""Text no store can hold (NUL, lone surrogates): refused in keys and ids with the same message everywhere."""
+_UNSTORABLE_MESSAGE: Final = "contains (a NUL character|a lone surrogate)"
 
 SCOPE_KINDS: Final = ("task", "mapped_task", "asset_name", "asset_uri", "asset_id", "asset_name_uri")
 _VALUES: Final = ('"x"', "0", "-1.5e-07", "true", "[]", '{"a":[1,2,{"b":null}],"c":"ü🎉"}', '""', '"line\\nbreak"')
@@ -606,6 +623,187 @@ async def _tampered_references(api: Api, ids: Ids, scope: None) -> None:
             await api.load_value(stored)
 
 
+# -- edge inputs: one rule everywhere, refused before anything is written ---------------------------
+
+
+async def _nothing_written(api: Api, scope: StoreScope, what: str) -> None:
+    if api.can("listing"):
+        assert await api.keys(scope) == [], f"{_where(api, scope, '-')}: {what} wrote something"
+
+
+async def _unstorable_keys_refused(api: Api, ids: Ids, scope: StoreScope) -> None:
+    """Keys holding NUL or a lone surrogate are refused by set, get and delete with one message; nothing is written."""
+    for key in UNSTORABLE:
+        with pytest.raises(ValueError, match=f"store key {_UNSTORABLE_MESSAGE}"):
+            await api.set(scope, key, '"v"')
+        with pytest.raises(ValueError, match=f"store key {_UNSTORABLE_MESSAGE}"):
+            await api.get(scope, key)
+        with pytest.raises(ValueError, match=f"store key {_UNSTORABLE_MESSAGE}"):
+            await api.delete(scope, key)
+    assert await api.get(scope, "a") is None, _where(api, scope, "a")
+    await _nothing_written(api, scope, "a refused key")
+
+
+async def _unstorable_ids_refused(api: Api, ids: Ids, scope: None) -> None:
+    """Scope ids and asset names/uris holding NUL or a lone surrogate are refused by every method, naming the field."""
+    for text in UNSTORABLE:
+        scopes: list[tuple[str, Any]] = [
+            ("dag_id", AirflowLikeTaskScope(ids.token + text, "r", "t")),
+            ("run_id", AirflowLikeTaskScope(ids.token, text, "t")),
+            ("task_id", AirflowLikeTaskScope(ids.token, "r", text)),
+            ("name", AirflowLikeAssetScope(name=ids.token + text, uri=f"s3://{ids.token}")),
+            ("uri", AirflowLikeAssetScope(uri=f"s3://{ids.token}/{text}")),
+        ]
+        for field, bad in scopes:
+            match = rf"Scope\.{field} {_UNSTORABLE_MESSAGE}"
+            with pytest.raises(ValueError, match=match):
+                await api.set(bad, "k", '"v"')
+            with pytest.raises(ValueError, match=match):
+                await api.get(bad, "k")
+            with pytest.raises(ValueError, match=match):
+                await api.delete(bad, "k")
+            with pytest.raises(ValueError, match=match):
+                await api.clear(bad)
+    for clean in (ids.task(), AssetScope(name=ids.token), AssetScope(uri=f"s3://{ids.token}")):
+        await _nothing_written(api, clean, "a refused scope")
+
+
+async def _odd_ids(api: Api, ids: Ids, scope: None) -> None:
+    """Every other character (controls, noncharacters, U+10FFFF, BOM, bidi, combining) is stored exactly in ids."""
+    odd = "/\x01\x1f\x7f\u0085\u2028\ufeff\u202e\uffff\U0010ffff e\u0301%..:{}"
+    scopes: list[StoreScope] = [
+        TaskScope(ids.token + odd, odd, odd, 0),
+        TaskScope(ids.token + odd, odd, odd + "x", 0),
+        AssetScope(name=ids.token + odd),
+        AssetScope(uri=ids.token + odd),
+    ]
+    for index, each in enumerate(scopes):
+        await api.set(each, odd, json.dumps(index))
+    for index, each in enumerate(scopes):
+        assert await api.get(each, odd) == json.dumps(index), _where(api, each, odd)
+        if api.can("listing"):
+            assert await api.keys(each) == [odd], _where(api, each, "-")
+        await api.clear(each)
+        assert await api.get(each, odd) is None, _where(api, each, odd)
+
+
+async def _map_index_range(api: Api, ids: Ids, scope: None) -> None:
+    """map_index is -1..2**31-1 (Airflow's 32-bit column): the ends are stored apart, beyond them is refused."""
+    ends = [ids.task("t", -1), ids.task("t", 0), ids.task("t", MAX_MAP_INDEX)]
+    for index, each in enumerate(ends):
+        await api.set(each, "k", json.dumps(index))
+    for index, each in enumerate(ends):
+        assert await api.get(each, "k") == json.dumps(index), _where(api, each, "k")
+    for bad in (MAX_MAP_INDEX + 1, 2**63, -2):
+        like = AirflowLikeTaskScope(ids.token + "d", "r", "t", bad)
+        with pytest.raises(ValueError, match=rf"map_index must be -1 \(unmapped\) or 0\.\.{MAX_MAP_INDEX}"):
+            await api.set(like, "k", '"v"')
+        with pytest.raises(ValueError, match="map_index must be"):
+            await api.get(like, "k")
+    await api.clear(ends[0], all_map_indices=True)
+    for each in ends:
+        assert await api.get(each, "k") is None, _where(api, each, "k")
+
+
+async def _asset_id_range(api: Api, ids: Ids, scope: None) -> None:
+    """asset_id is 0..2**31-1 (Airflow's 32-bit column): the top one is stored, beyond or negative is refused."""
+    top = AssetScope(asset_id=MAX_ASSET_ID)  # shared by concurrent runs: a key of this test's own, no clear
+    key = f"k{ids.token}"
+    await api.set(top, key, '"top"')
+    assert await api.get(top, key) == '"top"', _where(api, top, key)
+    await api.delete(top, key)
+    assert await api.get(top, key) is None, _where(api, top, key)
+    for bad in (-1, MAX_ASSET_ID + 1, 2**63):
+        with pytest.raises(ValueError, match=rf"asset_id must be 0\.\.{MAX_ASSET_ID}"):
+            await api.set(AirflowLikeAssetScope(asset_id=bad), key, '"v"')
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + '{"a":"[[[[\\"]"}' + "]" * depth
+
+
+async def _nesting_limit(api: Api, ids: Ids, scope: StoreScope) -> None:
+    """Value text nested up to MAX_DEPTH levels round-trips; deeper raises ValueError naming the limit, unwritten."""
+    deepest = _nested(MAX_DEPTH - 1)  # the dict is the last level; brackets inside its string do not count
+    await api.set(scope, "deep", deepest)
+    assert await api.get(scope, "deep") == deepest, _where(api, scope, "deep")
+    assert json.loads(deepest) is not None, "the deepest value the suite writes must decode"
+    for depth in (MAX_DEPTH, 990, 10_000):
+        with pytest.raises(ValueError, match=f"nested more than {MAX_DEPTH} levels deep"):
+            await api.set(scope, "too-deep", _nested(depth))
+        with pytest.raises(ValueError, match=f"nested more than {MAX_DEPTH} levels deep"):
+            await api.set(scope, "deep", _nested(depth))
+    assert await api.get(scope, "too-deep") is None, _where(api, scope, "too-deep")
+    assert await api.get(scope, "deep") == deepest, f"{_where(api, scope, 'deep')}: a refused write replaced it"
+
+
+async def _unstorable_value_text_refused(api: Api, ids: Ids, scope: StoreScope) -> None:
+    """Value text with a raw NUL (never valid JSON) or a lone surrogate is refused; escaped forms round-trip."""
+    for text in ('"a\x00b"', '"\ud800"'):
+        with pytest.raises(ValueError, match=f"value text {_UNSTORABLE_MESSAGE}"):
+            await api.set(scope, "k", text)
+    assert await api.get(scope, "k") is None, _where(api, scope, "k")
+    escaped = json.dumps(["a\x00b", "\ud800"])
+    await api.set(scope, "k", escaped)
+    assert await api.get(scope, "k") == escaped, _where(api, scope, "k")
+
+
+async def _expiry_range(api: Api, ids: Ids, scope: StoreScope) -> None:
+    """expires_at from the Unix epoch to the year 9999 is stored; before the epoch is refused and unwritten."""
+    far = datetime(9999, 12, 30, tzinfo=timezone.utc)
+    await api.set(scope, "far", '"f"', expires_at=far)
+    assert await api.get(scope, "far") == '"f"', _where(api, scope, "far")
+    entry = await api.raw_get(to_scope(scope), "far")
+    assert entry is not None, _where(api, scope, "far")
+    assert entry.expires_at is not None, _where(api, scope, "far")
+    assert abs(entry.expires_at - far) < timedelta(seconds=1), f"{_where(api, scope, 'far')}: {entry.expires_at}"
+    await api.set(scope, "epoch", '"e"', expires_at=EARLIEST_EXPIRY)
+    assert await api.get(scope, "epoch") is None, _where(api, scope, "epoch")
+    for early in (EARLIEST_EXPIRY - timedelta(microseconds=1), datetime.min.replace(tzinfo=timezone.utc)):
+        with pytest.raises(ValueError, match="must not be before 1970-01-01"):
+            await api.set(scope, "early", '"x"', expires_at=early)
+    assert await api.raw_get(to_scope(scope), "early") is None, _where(api, scope, "early")
+
+
+# -- asset identity: name, else uri, else id --------------------------------------------------------
+
+
+async def _asset_identity(api: Api, ids: Ids, scope: None) -> None:
+    """An asset is its name, else its uri, else its id: other fields never redirect; names sharing a uri stay apart."""
+    name, uri, other_uri = f"{ids.token}orders", f"s3://{ids.token}/orders", f"s3://{ids.token}/other"
+    full = AssetScope(asset_id=ids.asset_id, name=name, uri=uri)
+    await api.set(full, "k", '"named"')
+    await api.set(AssetScope(name=name + "_v2", uri=uri), "k", '"named v2"')
+    await api.set(AssetScope(uri=uri, asset_id=ids.asset_id), "k", '"uri only"')
+    await api.set(AssetScope(asset_id=ids.asset_id), "k", '"id only"')
+    expected: list[tuple[Any, str]] = [
+        (AssetScope(name=name), '"named"'),
+        (AssetScope(name=name, uri=other_uri), '"named"'),
+        (AirflowLikeAssetScope(asset_id=ids.asset_id + 1, name=name, uri=uri), '"named"'),
+        (AssetScope(name=name + "_v2"), '"named v2"'),
+        (AssetScope(uri=uri), '"uri only"'),
+        (AssetScope(uri=uri, asset_id=ids.asset_id + 1), '"uri only"'),
+        (AssetScope(asset_id=ids.asset_id), '"id only"'),
+    ]
+    for each, value in expected:
+        assert await api.get(each, "k") == value, f"{_where(api, each, 'k')}: the asset-identity rule says {value}"
+    assert await api.get(AssetScope(uri=other_uri), "k") is None, "a uri-only scope found state of a named asset"
+    if api.can("listing"):
+        assert await api.keys(AssetScope(uri=uri)) == ["k"], _where(api, AssetScope(uri=uri), "-")
+    if api.can("references"):
+        assert api.backend.reference_for(full, "k") == api.backend.reference_for(AssetScope(name=name), "k")
+        assert api.backend.reference_for(AssetScope(uri=uri), "k") != api.backend.reference_for(full, "k")
+    await api.clear(AssetScope(uri=uri, asset_id=ids.asset_id))
+    assert await api.get(AssetScope(uri=uri), "k") is None, "clear of the uri-only asset left its state"
+    for each, value in [expected[0], expected[3], expected[6]]:
+        assert await api.get(each, "k") == value, f"{_where(api, each, 'k')}: cleared with the uri-only asset"
+    await api.delete(AssetScope(name=name, uri=other_uri), "k")
+    assert await api.get(AssetScope(name=name), "k") is None, "delete through name + another uri missed the name"
+    assert await api.get(AssetScope(name=name + "_v2"), "k") == '"named v2"', "a name sharing the uri lost its state"
+    for each in (AssetScope(name=name + "_v2"), AssetScope(asset_id=ids.asset_id)):
+        await api.clear(each)
+
+
 class BackendSuite:
     """Conformance tests for a ``BaseStoreBackend``: subclass it, override ``backend``, opt out with reasons."""
 
@@ -652,6 +850,17 @@ class BackendSuite:
     test_map_index_isolation, test_map_index_isolation_async = _twins()(_map_index_isolation)
     test_asset_all_map_indices, test_asset_all_map_indices_async = _twins()(_asset_all_map_indices)
     test_injective, test_injective_async = _twins()(_injective)
+    test_unstorable_keys_refused, test_unstorable_keys_refused_async = _twins(scoped=True)(_unstorable_keys_refused)
+    test_unstorable_ids_refused, test_unstorable_ids_refused_async = _twins()(_unstorable_ids_refused)
+    test_odd_ids, test_odd_ids_async = _twins()(_odd_ids)
+    test_map_index_range, test_map_index_range_async = _twins()(_map_index_range)
+    test_asset_id_range, test_asset_id_range_async = _twins()(_asset_id_range)
+    test_nesting_limit, test_nesting_limit_async = _twins(scoped=True)(_nesting_limit)
+    test_unstorable_value_text_refused, test_unstorable_value_text_refused_async = _twins(scoped=True)(
+        _unstorable_value_text_refused
+    )
+    test_expiry_range, test_expiry_range_async = _twins(scoped=True)(_expiry_range)
+    test_asset_identity, test_asset_identity_async = _twins()(_asset_identity)
     test_references, test_references_async = _twins("references", scoped=True)(_references)
     test_references_injective, test_references_injective_async = _twins("references")(_references_injective)
     test_tampered_references, test_tampered_references_async = _twins("references")(_tampered_references)
