@@ -28,8 +28,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, moto_endpoint: str, bu
 
 
 def objects(s3_client: Any, bucket: str, prefix: str) -> list[str]:
+    """The (scope, key) paths of the values in the bucket: ``ref/<path>/<version>`` without ``ref/`` and version."""
     listed = s3_client.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])
-    return [item["Key"].removeprefix(prefix + "/") for item in listed]
+    names = [item["Key"].removeprefix(prefix + "/") for item in listed]
+    assert all(name.startswith("ref/") for name in names), names
+    return [name.removeprefix("ref/").rpartition("/")[0] for name in names]
 
 
 def test_server_row_holds_only_the_wrapped_reference(
@@ -37,9 +40,9 @@ def test_server_row_holds_only_the_wrapped_reference(
 ) -> None:
     value = {"rows": list(range(100))}
     store.task_store(TASK).set("checkpoint", value)
-    row = store.backend.get(TASK, "checkpoint")
-    assert json.loads(row) == {"__airflow_state_ref__": f"s3://{bucket}/{prefix}/task/etl/run-1/load/2/checkpoint"}
-    body = s3_client.get_object(Bucket=bucket, Key=f"{prefix}/task/etl/run-1/load/2/checkpoint")["Body"].read()
+    reference = json.loads(store.backend.get(TASK, "checkpoint"))["__airflow_state_ref__"]
+    assert reference.startswith(f"s3://{bucket}/{prefix}/ref/task/etl/run-1/load/2/checkpoint/")
+    body = s3_client.get_object(Bucket=bucket, Key=reference.removeprefix(f"s3://{bucket}/"))["Body"].read()
     assert json.loads(body) == value
     assert store.task_store(TASK).get("checkpoint") == value
 
@@ -91,7 +94,7 @@ async def test_async_accessors_and_assets(store: StateStore, s3_client: Any, buc
     assets = store.asset_store(name="orders")
     await assets.aset("watermark", {"ts": "2024-01-01T00:00:00Z", "pad": "z" * 64})
     row = json.loads(store.backend.get(AssetScope(name="orders"), "watermark"))
-    assert row == {"__airflow_state_ref__": f"s3://{bucket}/{prefix}/asset/name/orders/watermark"}
+    assert row["__airflow_state_ref__"].startswith(f"s3://{bucket}/{prefix}/ref/asset/name/orders/watermark/")
     assert (await assets.aget("watermark"))["ts"] == "2024-01-01T00:00:00Z"
     await assets.aclear()
     assert await assets.aget("watermark") is None

@@ -9,15 +9,24 @@ here, and delegate to a small set of *primitives* that a backend implements:
 * ``_delete(scope, key, session) -> None``
 * ``_clear(scope, all_map_indices, session) -> None``
 
-and optionally ``_keys`` (listing), ``_cleanup`` (reclaiming expired entries) and the ``_a*``
-async primitives (by default the sync primitive runs in a worker thread, so the event loop is
-never blocked). A primitive only ever sees statestore scopes and valid keys, and ``get`` never
-returns an entry whose ``expires_at`` has passed, whatever the primitive returns.
+and optionally ``_keys`` (listing), ``_cleanup`` (reclaiming expired entries), ``_pop`` /
+``_pop_scope`` / ``_get_many`` (see :meth:`BaseStoreBackend.pop`) and the ``_a*`` async
+primitives (by default the sync primitive runs in a worker thread, so the event loop is never
+blocked). A primitive only ever sees statestore scopes and valid keys, and ``get`` never returns
+an entry whose ``expires_at`` has passed, whatever the primitive returns.
 
 Every subclass passes ``issubclass`` against Airflow's own ``BaseStoreBackend`` ABCs (as
 Airflow's resolver for ``[state_store] backend`` requires): our base registers itself with them
 when they are already imported, else right after Airflow imports them (a tiny import hook that
 looks only at those two module names), so the order of imports does not matter.
+
+Worker-side references (the *worker role*; see "Writing a backend" in the core README):
+``store_value`` writes a value and returns its reference, ``load_value`` reads it back (only for
+the scope and key it was written for, when told them), ``discard_value(s)`` deletes exactly the
+value a reference names and ``iter_values`` lists every value the role holds, for reconciliation.
+A backend that sets ``versioned_references`` writes every value as a new, write-once *version*
+in a namespace its server role never uses, so no delete aimed at an old value can remove a newer
+one and one location can serve both roles.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import asyncio
 import sys
 import uuid
 from abc import ABC, ABCMeta, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from importlib.abc import Loader, MetaPathFinder
@@ -42,12 +52,15 @@ if TYPE_CHECKING:
     from statestore.core.config import Config
 
 __all__ = [
+    "RECONCILE_GRACE",
+    "REFERENCE_EXPIRY_MARGIN",
     "BaseStoreBackend",
     "EARLIEST_EXPIRY",
     "CleanupResult",
     "JsonValue",
     "ReferenceNotFoundError",
     "StoredEntry",
+    "StoredValue",
     "utcnow",
 ]
 
@@ -64,6 +77,24 @@ class StoredEntry(NamedTuple):
 
     value: str
     expires_at: datetime | None = None
+
+
+class StoredValue(NamedTuple):
+    """One worker-side value listed by :meth:`BaseStoreBackend.iter_values`: its reference and when it was written."""
+
+    reference: str
+    written_at: datetime
+
+
+REFERENCE_EXPIRY_MARGIN = timedelta(days=1)
+"""How much later than its server row a worker-side value written through ``StateStore`` may expire.
+
+``StateStore`` passes ``store_value`` the row's expiry plus this margin, so a clock of the
+storage service running ahead of the writer's can never expire the value before its row.
+"""
+
+RECONCILE_GRACE = timedelta(hours=1)
+"""Default age under which reconciliation keeps a worker-side value whose row it cannot find (yet)."""
 
 
 @dataclass
@@ -232,6 +263,31 @@ class BaseStoreBackend(ABC):
         """Reclaim entries that expired before ``now``; by default there is nothing to do."""
         return CleanupResult()
 
+    def _pop(self, scope: StoreScope, key: str, session: Any) -> str | None:
+        """Delete one key and return the text it held (expired or not); by default a read, then a delete."""
+        entry = self._get(scope, key, session)
+        self._delete(scope, key, session)
+        return None if entry is None else entry.value
+
+    def _pop_scope(self, scope: StoreScope, all_map_indices: bool, session: Any) -> list[str]:
+        """Clear ``scope`` and return the texts its keys held; by default listed and read first, then cleared.
+
+        The default finds only the keys ``_keys`` lists (one map index; none when the backend cannot
+        list): what it misses is cleared all the same, and reconciliation reclaims their values.
+        """
+        try:
+            keys = self._keys(scope, session)
+        except NotImplementedError:
+            keys = []
+        entries = [self._get(scope, key, session) for key in keys]
+        self._clear(scope, all_map_indices, session)
+        return [entry.value for entry in entries if entry is not None]
+
+    def _get_many(self, items: Sequence[tuple[StoreScope, str]], session: Any) -> list[str | None]:
+        """The text stored for each ``(scope, key)`` (expired or not), in order; by default one ``_get`` each."""
+        entries = [self._get(scope, key, session) for scope, key in items]
+        return [None if entry is None else entry.value for entry in entries]
+
     async def _aget(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
         return await asyncio.to_thread(self._get, scope, key, session)
 
@@ -246,6 +302,12 @@ class BaseStoreBackend(ABC):
 
     async def _akeys(self, scope: StoreScope, session: Any) -> list[str]:
         return await asyncio.to_thread(self._keys, scope, session)
+
+    async def _apop(self, scope: StoreScope, key: str, session: Any) -> str | None:
+        return await asyncio.to_thread(self._pop, scope, key, session)
+
+    async def _apop_scope(self, scope: StoreScope, all_map_indices: bool, session: Any) -> list[str]:
+        return await asyncio.to_thread(self._pop_scope, scope, all_map_indices, session)
 
     # -- the public, Airflow-compatible API --------------------------------------------------------
 
@@ -301,7 +363,41 @@ class BaseStoreBackend(ABC):
         """Remove expired (and, where the backend tracks them, orphaned) entries; report what went."""
         return self._cleanup(utcnow())
 
+    def pop(self, scope: StoreScope, key: str, *, session: Any = None) -> str | None:
+        """Delete one key and return the text it held (expired or not), or None when it was missing.
+
+        ``StateStore.delete`` uses it to discard exactly the worker-side value the deleted row
+        named. Backends that can delete and return in one step (the metastore: ``DELETE ...
+        RETURNING``) override ``_pop``; the default reads, then deletes, so a ``set`` landing
+        in between is deleted too and its worker-side value is left to reconciliation.
+        """
+        return self._pop(to_scope(scope), validate_key(key), session)
+
+    def pop_scope(self, scope: StoreScope, *, all_map_indices: bool = False, session: Any = None) -> list[str]:
+        """Clear ``scope`` like :meth:`clear` and return the texts of the keys removed (expired or not)."""
+        return self._pop_scope(to_scope(scope), bool(all_map_indices), session)
+
+    async def apop(self, scope: StoreScope, key: str, *, session: Any = None) -> str | None:
+        """Async twin of :meth:`pop`."""
+        return await self._apop(to_scope(scope), validate_key(key), session)
+
+    async def apop_scope(self, scope: StoreScope, *, all_map_indices: bool = False, session: Any = None) -> list[str]:
+        """Async twin of :meth:`pop_scope`."""
+        return await self._apop_scope(to_scope(scope), bool(all_map_indices), session)
+
+    def get_many(self, items: Iterable[tuple[StoreScope, str]], *, session: Any = None) -> list[str | None]:
+        """The text stored for each ``(scope, key)`` of ``items`` (expired or not; None when missing), in order.
+
+        Reconciliation asks it, a page at a time, which rows still hold a reference; the
+        metastore answers a page with one query per table, the default with one ``_get`` each.
+        """
+        pairs = [(to_scope(scope), validate_key(key)) for scope, key in items]
+        return self._get_many(pairs, session)
+
     # -- worker-side references ----------------------------------------------------------------------
+
+    versioned_references: ClassVar[bool] = False
+    """True when ``store_value`` writes every value as a new write-once version (see :meth:`store_value`)."""
 
     @property
     def _scheme(self) -> str:
@@ -313,7 +409,7 @@ class BaseStoreBackend(ABC):
         return f"{self._scheme}://" + "/".join((*scope_path(to_scope(scope)), encode_segment(validate_key(key))))
 
     def resolve_reference(self, reference: str) -> tuple[StoreScope, str]:
-        """Invert :meth:`reference_for`; raise ``InvalidReferenceError`` for anything it did not produce."""
+        """The ``(scope, key)`` a reference was written for; ``InvalidReferenceError`` for anything not ours."""
         prefix = f"{self._scheme}://"
         if not isinstance(reference, str) or not reference.startswith(prefix):
             raise InvalidReferenceError(
@@ -325,6 +421,22 @@ class BaseStoreBackend(ABC):
             raise InvalidReferenceError(
                 f"{type(self).__name__} refuses malformed reference {reference!r}: {exc}"
             ) from exc
+
+    def check_reference(self, reference: str, scope: StoreScope, key: str) -> None:
+        """Raise ``InvalidReferenceError`` unless ``reference`` is ours and was written for ``(scope, key)``.
+
+        A reference is honoured only for the scope and key it is read for: a marker copied into
+        another row (by a bug, a migration, a hand edit) must not read another scope's value. An
+        asset is compared by the identity its references are named after (the first of name,
+        URI and id the scope has), so read an asset with the identity it was written under.
+        """
+        named_scope, named_key = self.resolve_reference(reference)
+        wanted = to_scope(scope)
+        if named_key != key or scope_path(named_scope) != scope_path(wanted):
+            raise InvalidReferenceError(
+                f"{type(self).__name__} refuses reference {reference!r} for key {key!r} of {wanted!r}: "
+                f"it was written for key {named_key!r} of {named_scope!r}"
+            )
 
     def _keeps_inline(self, value_json: str, allow_inline: bool) -> bool:
         """Whether ``store_value`` keeps this value inline; never, unless a backend says so."""
@@ -341,19 +453,24 @@ class BaseStoreBackend(ABC):
     ) -> str | None:
         """Write a worker-side value and return its reference, or None to keep the value inline.
 
+        Contract: with ``versioned_references``, every call writes a NEW object that is never
+        overwritten, named ``<worker namespace>/<scope>/<key>/<version>`` (``naming.new_version``:
+        time-ordered, unique), in a namespace the backend's server role never uses; the reference
+        names that version. ``expires_at`` is the latest expiry the value may carry (``StateStore``
+        passes its row's expiry plus :data:`REFERENCE_EXPIRY_MARGIN`); None means the value carries
+        none at all (no TTL, no expiry metadata), as for Airflow's hooks, which know no retention.
         A backend may return None (e.g. below a size threshold) only when ``allow_inline``; the
         Airflow hooks pass False because Airflow 3.3.2 wraps whatever the hook returns.
+
+        This default (``versioned_references`` False) writes with :meth:`set` under the
+        deterministic :meth:`reference_for`: a later write of the key replaces the value and
+        ``StateStore`` refuses one location for both roles.
         """
         if self._keeps_inline(value_json, allow_inline):
             return None
         scope = to_scope(scope)
         self.set(scope, key, value_json, expires_at=expires_at)
         return self.reference_for(scope, key)
-
-    def load_value(self, reference: str) -> str:
-        """Read the JSON text a reference points to; ``ReferenceNotFoundError`` if it is gone."""
-        scope, key = self.resolve_reference(reference)
-        return _found(reference, self.get(scope, key))
 
     async def astore_value(
         self,
@@ -371,27 +488,90 @@ class BaseStoreBackend(ABC):
         await self.aset(scope, key, value_json, expires_at=expires_at)
         return self.reference_for(scope, key)
 
-    async def aload_value(self, reference: str) -> str:
+    def load_value(self, reference: str, *, scope: StoreScope | None = None, key: str | None = None) -> str:
+        """Read the JSON text a reference points to; ``ReferenceNotFoundError`` if it is gone.
+
+        With ``scope`` and ``key`` (``StateStore`` always passes the row's), a reference written
+        for another scope or key raises ``InvalidReferenceError`` (:meth:`check_reference`)
+        before any request is made. References written before versioning stay readable.
+        """
+        named = self._checked(reference, scope, key)
+        return _found(reference, self.get(*named))
+
+    async def aload_value(self, reference: str, *, scope: StoreScope | None = None, key: str | None = None) -> str:
         """Async twin of :meth:`load_value`."""
-        scope, key = self.resolve_reference(reference)
-        return _found(reference, await self.aget(scope, key))
+        named = self._checked(reference, scope, key)
+        return _found(reference, await self.aget(*named))
 
-    def _default_task_expiry(self) -> datetime | None:
-        days = self.config.default_retention_days
-        return None if days == 0 else utcnow() + timedelta(days=days)
+    def _checked(self, reference: str, scope: StoreScope | None, key: str | None) -> tuple[StoreScope, str]:
+        """``(scope, key)`` of a reference, checked against the expected ones when given."""
+        if (scope is None) != (key is None):
+            raise TypeError("load_value takes both scope= and key= (to check the reference against), or neither")
+        if scope is not None and key is not None:
+            self.check_reference(reference, scope, key)
+        return self.resolve_reference(reference)
 
-    # Airflow 3.3.2's hook names. Airflow passes no expiry, so a task value gets
-    # ``default_retention_days``; asset values never expire. Airflow wraps whatever the hook
-    # returns, so these always store the value (allow_inline=False).
+    def discard_value(self, reference: str) -> None:
+        """Delete exactly the value ``reference`` names; a value already gone is not an error.
+
+        ``StateStore`` calls it only after the server row naming the reference is deleted, so a
+        crash in between leaves an orphan that reconciliation reclaims, never a row without its
+        value. This default deletes the deterministic ``(scope, key)`` of the reference.
+        """
+        self.delete(*self.resolve_reference(reference))
+
+    async def adiscard_value(self, reference: str) -> None:
+        """Async twin of :meth:`discard_value`."""
+        await self.adelete(*self.resolve_reference(reference))
+
+    def discard_values(self, references: Iterable[str]) -> dict[str, str]:
+        """Discard many references; return ``{reference: reason}`` for those that could not be deleted.
+
+        Backends batch the requests (S3: 1000 names per ``DeleteObjects``, GCS: 100 per batch
+        request, Redis: pipelined chunks); a failure of one does not stop the others, and a
+        malformed reference is reported, not raised. This default discards one at a time.
+        """
+        failures: dict[str, str] = {}
+        for reference in references:
+            try:
+                self.discard_value(reference)
+            except StateStoreError as exc:
+                failures[reference] = str(exc)
+        return failures
+
+    async def adiscard_values(self, references: Iterable[str]) -> dict[str, str]:
+        """Async twin of :meth:`discard_values`."""
+        failures: dict[str, str] = {}
+        for reference in references:
+            try:
+                await self.adiscard_value(reference)
+            except StateStoreError as exc:
+                failures[reference] = str(exc)
+        return failures
+
+    def iter_values(self) -> Iterator[list[StoredValue]]:
+        """Yield every worker-side value this backend holds, one page (one listing request) at a time.
+
+        Reconciliation streams these pages and discards the values no server row references any
+        more; ``written_at`` (from the version, no extra request) protects values written within the
+        grace period, whose rows may not be committed yet. Backends without versioned references
+        cannot tell their values from server rows and raise ``NotImplementedError``.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not list its worker-side values, so it cannot be reconciled"
+        )
+
+    # Airflow 3.3.2's hook names. Airflow knows no retention on this path, so the values they write
+    # carry no expiry (their rows' expiry is the server's business; reconciliation reclaims the
+    # values whose rows are gone). Airflow wraps whatever the hook returns, so these always store
+    # the value (allow_inline=False).
     def serialize_task_state_store_to_ref(self, *, value: JsonValue, key: str, scope: TaskScope) -> str | None:
         """Store a task value in this backend and return its reference (None keeps it inline)."""
         task_scope = to_scope(scope)
         legacy = getattr(self, "serialize_task_store_to_ref", None)
         if legacy is not None:
             return cast("str | None", legacy(value=value, key=key, ti_id=legacy_ti_id(task_scope)))
-        return self.store_value(
-            task_scope, key, encode_value(value), expires_at=self._default_task_expiry(), allow_inline=False
-        )
+        return self.store_value(task_scope, key, encode_value(value), allow_inline=False)
 
     def deserialize_task_state_store_from_ref(self, stored: str) -> JsonValue:
         """Read back the value a task reference points to."""

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
+import time
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -17,14 +20,17 @@ from statestore.core.scopes import AssetScope, StoreScope, TaskScope, check_text
 
 __all__ = [
     "MAX_KEY_LENGTH",
+    "VERSION_LENGTH",
     "asset_identity",
     "decode_segment",
     "encode_segment",
     "identity_scope",
+    "new_version",
     "parse_path",
     "scope_path",
     "shorten_segment",
     "validate_key",
+    "version_written_at",
 ]
 
 MAX_KEY_LENGTH = 512
@@ -139,3 +145,23 @@ def parse_path(segments: list[str] | tuple[str, ...]) -> tuple[StoreScope, str]:
         if kind == "id" and re.fullmatch(r"0|[1-9][0-9]*", ident):
             return AssetScope(asset_id=int(ident)), key
     raise ValueError(f"not a statestore path: {'/'.join(parts)!r}")
+
+
+VERSION_LENGTH = 29
+"""Characters of a value version: 13 hex digits of milliseconds since the epoch, 16 random hex digits."""
+_VERSION = re.compile(r"[0-9a-f]{29}")
+
+
+def new_version() -> str:
+    """A unique, time-ordered name for one write of a worker-side value (``<ms since epoch:013x><random:016x>``).
+
+    The name tells when the value was written, so reconciliation's grace check needs no request.
+    """
+    return f"{time.time_ns() // 1_000_000:013x}{secrets.token_hex(8)}"
+
+
+def version_written_at(version: str) -> datetime:
+    """When the value of ``version`` was written (aware UTC); ``ValueError`` if it is not a version."""
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
+        raise ValueError(f"not a value version: {version!r}")
+    return datetime.fromtimestamp(int(version[:13], 16) / 1000, timezone.utc)

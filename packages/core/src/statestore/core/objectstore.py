@@ -13,15 +13,25 @@ Rules
   segment whatever is left of ``max_name_bytes``. When anything was shortened, the object body starts
   with one line holding the unshortened path (relative to the prefix), so ``keys()`` and
   ``resolve_reference`` can still recover the key (at the cost of one read, only for such names).
-* **References** are ``<reference_scheme>://<bucket>/<object name>``, a pure function of
-  ``(scope, key)`` for a given configuration. Loading or resolving one first checks that it is in
-  this backend's bucket and prefix and has the exact shape of a name this layer produces;
-  anything else raises ``InvalidReferenceError`` before any request is made.
+* **Worker-role values** (``store_value``) are write-once *versions* in a namespace of their own,
+  ``<prefix>/ref/<scope_path>/<encoded key>/<version>`` (``naming.new_version``: milliseconds since
+  the epoch and 64 random bits, so the name tells when it was written). Every ``store_value``
+  writes a new object and nothing ever overwrites one, so a delete aimed at an old version can
+  never remove a newer one; the server role never uses ``ref/``, so one bucket and prefix can
+  serve both roles. ``discard_value(s)`` deletes exactly the versions named (batched),
+  ``iter_values`` lists ``ref/`` page by page for reconciliation.
+* **References** are ``<reference_scheme>://<bucket>/<object name>``. Loading or resolving one
+  first checks that it is in this backend's bucket and prefix and has the exact shape of a name
+  this layer produces (a version, or an unversioned ``task/``/``asset/`` name written before
+  versioning, still readable); anything else raises ``InvalidReferenceError`` before any request
+  is made, as does a reference read for another scope or key than the one it names.
 * **Metadata** travels with the object as string pairs: :data:`META_EXPIRES_AT` (ISO-8601 UTC;
   absent = never), :data:`META_ENCODING` (``gzip``; absent = plain UTF-8) and :data:`META_LONG_NAME`
   (``1`` when the body starts with the unshortened path). Reading obeys the metadata, never the
   current settings, so changing ``compression`` or ``threshold`` never breaks old objects.
-  ``get`` never returns an expired value; ``cleanup()`` deletes expired objects.
+  ``get`` never returns an expired value; ``cleanup()`` deletes expired server-role objects
+  (``task/``, ``asset/``); worker-role values carry an expiry only when ``store_value`` is given
+  one, and are reclaimed by their rows' deletes and by reconciliation, never by ``cleanup()``.
 * **Threshold**: ``store_value(..., allow_inline=True)`` keeps values of fewer than ``threshold``
   UTF-8 bytes inline (returns None). ``allow_inline=False`` (the Airflow hooks) always stores.
 * **Batched clear**: list the scope's prefix page by page and delete each page in batches of
@@ -69,7 +79,7 @@ import re
 import threading
 from abc import abstractmethod
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import partial
@@ -80,12 +90,26 @@ from statestore.core.base import (
     CleanupResult,
     ReferenceNotFoundError,
     StoredEntry,
+    StoredValue,
+    _check_expires_at,
+    _check_value,
     is_expired,
     utcnow,
 )
 from statestore.core.config import Config
-from statestore.core.errors import ConfigurationError, InvalidReferenceError, StorageError
-from statestore.core.naming import decode_segment, encode_segment, parse_path, scope_path, shorten_segment
+from statestore.core.errors import ConfigurationError, InvalidReferenceError, StateStoreError, StorageError
+from statestore.core.naming import (
+    VERSION_LENGTH,
+    decode_segment,
+    encode_segment,
+    identity_scope,
+    new_version,
+    parse_path,
+    scope_path,
+    shorten_segment,
+    validate_key,
+    version_written_at,
+)
 from statestore.core.scopes import StoreScope, TaskScope, to_scope
 
 __all__ = [
@@ -95,12 +119,15 @@ __all__ = [
     "META_ENCODING",
     "META_EXPIRES_AT",
     "META_LONG_NAME",
+    "VALUES_NAMESPACE",
     "ListedObject",
     "ObjectStoreBackend",
     "StoredObject",
     "batched",
 ]
 
+VALUES_NAMESPACE = "ref"
+"""The first segment under the prefix of every worker-role value (the server role uses ``task`` and ``asset``)."""
 META_EXPIRES_AT = "statestore-expires-at"
 META_ENCODING = "statestore-encoding"
 META_LONG_NAME = "statestore-long-name"
@@ -250,7 +277,8 @@ class ObjectStoreBackend(BaseStoreBackend):
     def _check_name_room(self) -> None:
         if self.max_name_bytes is None:
             return
-        worst_scope = len("task/-1/") + 3 * (self._id_budget() + 1) + len(str(2**63))
+        versioned = len(f"{VALUES_NAMESPACE}/") + 1 + VERSION_LENGTH
+        worst_scope = versioned + len("task/-1/") + 3 * (self._id_budget() + 1) + len(str(2**63))
         room = self.max_name_bytes - len(self._root.encode()) - worst_scope
         if room < _MIN_KEY_BUDGET:
             raise ConfigurationError(
@@ -291,9 +319,26 @@ class ObjectStoreBackend(BaseStoreBackend):
             return name, None
         return name, "/".join((*scope_path(scope), encoded_key))
 
+    def _value_name(self, scope: StoreScope, key: str, version: str) -> tuple[str, str | None]:
+        """The name of one version of a worker-role value and, when shortened, its unshortened path."""
+        budget = self._id_budget()
+        segments = [shorten_segment(s, budget) for s in scope_path(scope)]
+        directory = f"{self._root}{VALUES_NAMESPACE}/" + "/".join(segments) + "/"
+        encoded_key = encode_segment(key)
+        budgets = [b for b in (self.max_segment_bytes,) if b]
+        if self.max_name_bytes is not None:
+            budgets.append(self.max_name_bytes - len(directory.encode()) - 1 - VERSION_LENGTH)
+        name = directory + (shorten_segment(encoded_key, min(budgets)) if budgets else encoded_key) + "/" + version
+        if "~" not in name:
+            return name, None
+        return name, "/".join((*scope_path(scope), encoded_key))
+
     def reference_for(self, scope: StoreScope, key: str) -> str:
-        """``<scheme>://<bucket>/<object name>``: a pure function of ``(scope, key)``."""
-        return f"{self._scheme}://{self.bucket}/{self.object_name(scope, key)}"
+        """``<scheme>://<bucket>/<object name>`` of the server-role object of ``(scope, key)`` (deterministic)."""
+        return self._reference(self.object_name(scope, key))
+
+    def _reference(self, name: str) -> str:
+        return f"{self._scheme}://{self.bucket}/{name}"
 
     def _name_from_reference(self, reference: str) -> str:
         """The object name a reference points to, after checking it is one this backend produced."""
@@ -304,16 +349,32 @@ class ObjectStoreBackend(BaseStoreBackend):
         relative = reference[len(self._reference_root) :]
         segments = relative.split("/")
         try:
-            self._check_shape(segments)
-            if not any("~" in s for s in segments):
-                scope, key = parse_path(segments)
-                if self.object_name(scope, key) != self._root + relative:
-                    raise ValueError("not the canonical name of its scope and key")
+            path, version = self._split_version(segments)
+            self._check_shape(path)
+            shortened = any("~" in s for s in path)  # checked against the recorded long name when resolved
+            if not shortened and self._expected_name(*parse_path(path), version) != self._root + relative:
+                raise ValueError("not the canonical name of its scope and key")
         except ValueError as exc:
             raise InvalidReferenceError(
                 f"{type(self).__name__} refuses malformed reference {reference!r}: {exc}"
             ) from exc
         return self._root + relative
+
+    @staticmethod
+    def _split_version(segments: list[str]) -> tuple[list[str], str | None]:
+        """``(scope and key segments, version)`` of a name's segments; no version for pre-versioning names."""
+        if segments[0] != VALUES_NAMESPACE:
+            return segments, None
+        if len(segments) < 3:
+            raise ValueError("not a versioned value name")
+        version_written_at(segments[-1])
+        return segments[1:-1], segments[-1]
+
+    def _expected_name(self, scope: StoreScope, key: str, version: str | None) -> str:
+        """The name a reference to ``(scope, key)`` has: its version's, or the pre-versioning object's."""
+        if version is None:
+            return self.object_name(scope, key)
+        return self._value_name(identity_scope(to_scope(scope)), key, version)[0]
 
     def _check_shape(self, segments: list[str]) -> None:
         for segment in segments:
@@ -560,18 +621,79 @@ class ObjectStoreBackend(BaseStoreBackend):
 
     # -- worker-side references ----------------------------------------------------------------------
 
+    versioned_references: ClassVar[bool] = True
+
     def _keeps_inline(self, value_json: str, allow_inline: bool) -> bool:
         """Values under ``threshold`` UTF-8 bytes stay inline when the caller allows it."""
         return allow_inline and self.threshold > 0 and len(value_json.encode("utf-8")) < self.threshold
 
-    def load_value(self, reference: str) -> str:
-        """Read the value behind a reference with exactly one request."""
+    def _new_value(
+        self, scope: StoreScope, key: str, value_json: str, expires_at: datetime | None
+    ) -> tuple[str, bytes, dict[str, str], datetime | None]:
+        """Name, body and metadata of a new version of ``(scope, key)``, arguments checked."""
+        expiry = _check_expires_at(expires_at)
+        name, long_name = self._value_name(identity_scope(to_scope(scope)), validate_key(key), new_version())
+        data, metadata = self._encode(long_name, _check_value(value_json), expiry)
+        return name, data, metadata, expiry
+
+    def store_value(
+        self,
+        scope: StoreScope,
+        key: str,
+        value_json: str,
+        *,
+        expires_at: datetime | None = None,
+        allow_inline: bool = True,
+    ) -> str | None:
+        """Write a new version of ``(scope, key)`` (one request) and return its reference; see the module docstring."""
+        if self._keeps_inline(value_json, allow_inline):
+            return None
+        name, data, metadata, expiry = self._new_value(scope, key, value_json, expires_at)
+        self._put_object(name, data, metadata, expiry)
+        return self._reference(name)
+
+    async def astore_value(
+        self,
+        scope: StoreScope,
+        key: str,
+        value_json: str,
+        *,
+        expires_at: datetime | None = None,
+        allow_inline: bool = True,
+    ) -> str | None:
+        """Async twin of :meth:`store_value`."""
+        if self._keeps_inline(value_json, allow_inline):
+            return None
+        name, data, metadata, expiry = self._new_value(scope, key, value_json, expires_at)
+        await self._aput_object(name, data, metadata, expiry)
+        return self._reference(name)
+
+    def check_reference(self, reference: str, scope: StoreScope, key: str) -> None:
+        """Refuse a reference not written for ``(scope, key)``, by comparing names (no request, even when shortened)."""
         name = self._name_from_reference(reference)
+        version = self._split_version(name[len(self._root) :].split("/"))[1]
+        wanted = to_scope(scope)
+        if self._expected_name(wanted, validate_key(key), version) != name:
+            raise InvalidReferenceError(
+                f"{type(self).__name__} refuses reference {reference!r} for key {key!r} of {wanted!r}: "
+                "it was written for another scope or key"
+            )
+
+    def _checked_name(self, reference: str, scope: StoreScope | None, key: str | None) -> str:
+        if (scope is None) != (key is None):
+            raise TypeError("load_value takes both scope= and key= (to check the reference against), or neither")
+        if scope is not None and key is not None:
+            self.check_reference(reference, scope, key)
+        return self._name_from_reference(reference)
+
+    def load_value(self, reference: str, *, scope: StoreScope | None = None, key: str | None = None) -> str:
+        """Read the value behind a reference with exactly one request (checked against ``scope``/``key`` when given)."""
+        name = self._checked_name(reference, scope, key)
         return self._loaded(reference, name, self._get_object(name))
 
-    async def aload_value(self, reference: str) -> str:
+    async def aload_value(self, reference: str, *, scope: StoreScope | None = None, key: str | None = None) -> str:
         """Async twin of :meth:`load_value`."""
-        name = self._name_from_reference(reference)
+        name = self._checked_name(reference, scope, key)
         return self._loaded(reference, name, await self._aget_object(name))
 
     def _loaded(self, reference: str, name: str, obj: StoredObject | None) -> str:
@@ -583,15 +705,89 @@ class ObjectStoreBackend(BaseStoreBackend):
     def resolve_reference(self, reference: str) -> tuple[StoreScope, str]:
         """The ``(scope, key)`` a reference names; reads the object only when its name was shortened."""
         name = self._name_from_reference(reference)
-        relative = name[len(self._root) :]
+        path, version = self._split_version(name[len(self._root) :].split("/"))
+        relative = "/".join(path)
         if "~" in relative:
             relative = self._long_name_of(name, self._get_object(name))
         try:
             scope, key = parse_path(relative.split("/"))
         except ValueError as exc:
             raise InvalidReferenceError(f"{type(self).__name__} refuses reference {reference!r}: {exc}") from exc
-        if self.object_name(scope, key) != name:
+        if self._expected_name(scope, key, version) != name:
             raise InvalidReferenceError(
                 f"{type(self).__name__} refuses reference {reference!r}: its recorded name does not match"
             )
         return scope, key
+
+    def discard_value(self, reference: str) -> None:
+        """Delete exactly the object ``reference`` names (one request); a missing object is not an error."""
+        self._delete_object(self._name_from_reference(reference))
+
+    async def adiscard_value(self, reference: str) -> None:
+        """Async twin of :meth:`discard_value`."""
+        await self._adelete_object(self._name_from_reference(reference))
+
+    def _discard_batches(self, references: Iterable[str]) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
+        """``({name: reference} of one batch, {reference: reason} of refused references)``, batch by batch."""
+        refused: dict[str, str] = {}
+        batch: dict[str, str] = {}
+        for reference in references:
+            try:
+                batch[self._name_from_reference(reference)] = reference
+            except InvalidReferenceError as exc:
+                refused[reference] = str(exc)
+            if len(batch) == self.delete_batch_size:
+                yield batch, refused
+                batch, refused = {}, {}
+        if batch or refused:
+            yield batch, refused
+
+    @staticmethod
+    def _batch_failures(batch: Mapping[str, str], outcome: Mapping[str, str] | StateStoreError) -> dict[str, str]:
+        """``{reference: reason}`` of one batch's failed names (every name when the request itself failed)."""
+        if isinstance(outcome, StateStoreError):
+            return dict.fromkeys(batch.values(), str(outcome))
+        return {batch[name]: reason for name, reason in outcome.items()}
+
+    def discard_values(self, references: Iterable[str]) -> dict[str, str]:
+        """Delete the objects named, ``delete_batch_size`` per request; return ``{reference: reason}`` of failures.
+
+        ``ceil(N / delete_batch_size)`` requests (S3: 1000 names per ``DeleteObjects``, GCS: 100 per
+        batch request). A failed request fails its batch only; the other batches still run.
+        """
+        failures: dict[str, str] = {}
+        for batch, refused in self._discard_batches(references):
+            failures.update(refused)
+            if batch:
+                try:
+                    outcome: Mapping[str, str] | StateStoreError = self._delete_objects(list(batch))
+                except StateStoreError as exc:
+                    outcome = exc
+                failures.update(self._batch_failures(batch, outcome))
+        return failures
+
+    async def adiscard_values(self, references: Iterable[str]) -> dict[str, str]:
+        """Async twin of :meth:`discard_values`."""
+        failures: dict[str, str] = {}
+        for batch, refused in self._discard_batches(references):
+            failures.update(refused)
+            if batch:
+                try:
+                    outcome: Mapping[str, str] | StateStoreError = await self._adelete_objects(list(batch))
+                except StateStoreError as exc:
+                    outcome = exc
+                failures.update(self._batch_failures(batch, outcome))
+        return failures
+
+    def iter_values(self) -> Iterator[list[StoredValue]]:
+        """Every version under ``<prefix>/ref/``, one listing page (one request) at a time, with its write time."""
+        for page in self._list_objects(f"{self._root}{VALUES_NAMESPACE}/"):
+            values = []
+            for listed in page:
+                try:
+                    written_at = version_written_at(listed.name.rpartition("/")[2])
+                except ValueError:  # not a name this layer writes: never statestore's to reclaim
+                    continue
+                values.append(StoredValue(self._reference(listed.name), written_at))
+            if values:
+                yield values

@@ -5,9 +5,18 @@ a rejected value or key writes nothing). Without a worker-side backend the JSON 
 inline in the server-side backend, limited to ``[state_store] max_value_storage_bytes``. With one,
 ``set`` writes the value through the worker backend's ``store_value`` and stores only the marker
 ``{"__airflow_state_ref__": "<reference>"}`` on the server (Airflow 3.3's format); a worker backend
-may return ``None`` to keep a (small) value inline. ``delete``/``clear`` remove the server row
-first, then the external object, so a crash in between leaves an orphan object that the next
-``set`` of the key overwrites (references are deterministic) and that ``clear`` removes.
+may return ``None`` to keep a (small) value inline.
+
+The life of an offloaded value (see "Lifecycle" in the core README):
+
+* ``set`` writes a new write-once version (its object expires, if ever, a margin after its row),
+  then the row naming it; when the server refuses the row, the version is discarded again.
+* ``get`` reads a reference only for the scope and key of its row, and reads the row again when
+  its value vanished meanwhile (a concurrent delete, clear or cleanup).
+* ``delete``/``clear``/``cleanup`` delete rows first, then discard exactly the versions the deleted
+  rows named: a concurrent ``set``'s newer version is never touched. An overwritten version, a
+  crash between the two steps, or rows that someone else deleted (``airflow db clean``) leave
+  orphans, which :meth:`StateStore.reconcile` reclaims after a grace period.
 
 Escaping: an inline value that is a dict containing ``"__airflow_state_ref__"`` or
 ``"__statestore_escaped__"`` is stored as ``{"__statestore_escaped__": value}`` and unwrapped on
@@ -16,20 +25,36 @@ read, so no user value is ever mistaken for a reference (or for an escaped value
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import os
+import posixpath
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from statestore.core.base import BaseStoreBackend, CleanupResult, JsonValue, ReferenceNotFoundError, utcnow
+from statestore.core.base import (
+    RECONCILE_GRACE,
+    REFERENCE_EXPIRY_MARGIN,
+    BaseStoreBackend,
+    CleanupResult,
+    JsonValue,
+    ReferenceNotFoundError,
+    utcnow,
+)
 from statestore.core.config import MAX_RETENTION_DAYS, Config, load_config
-from statestore.core.errors import ConfigurationError, InvalidReferenceError, StateStoreError, ValueTooLargeError
+from statestore.core.errors import ConfigurationError, StateStoreError, StorageError, ValueTooLargeError
 from statestore.core.naming import validate_key
 from statestore.core.plugins import load_backend
 from statestore.core.scopes import NEVER_EXPIRE, AssetScope, StoreScope, TaskScope, to_scope
 from statestore.core.values import decode_value, encode_value
+
+if TYPE_CHECKING:
+    from statestore.core.reconcile import ReconcileResult
 
 __all__ = [
     "ESCAPE_MARKER",
@@ -89,6 +114,65 @@ def _reference_in(value: Any) -> str | None:
     return None
 
 
+def references_in(texts: Iterable[str | None]) -> list[str]:
+    """The references named by the server-side markers among ``texts`` (JSON texts of rows; None = no row)."""
+    references = []
+    for text in texts:
+        if text is not None and text.startswith('{"'):  # a marker is a one-key object; skip the rest undecoded
+            reference = _reference_in(decode_value(text))
+            if reference is not None:
+                references.append(reference)
+    return references
+
+
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "redis": 6379, "rediss": 6379}
+_LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]", "ip6-localhost"}
+
+
+def _normalised_location(location: str) -> tuple[str, str, int | None, str, str]:
+    """``(scheme, host, port, path, query)`` of a location, spelling variants folded.
+
+    Drivers (``postgresql+psycopg``), loopback names (``localhost``, ``127.0.0.1``), default
+    ports, ``.`` and ``..`` segments and trailing slashes do not make a different location.
+    """
+    parts = urlsplit(location)
+    scheme = parts.scheme.partition("+")[0].lower()
+    host = (parts.hostname or "").lower()
+    host = "127.0.0.1" if host in _LOOPBACK else host
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        port = None
+    path = posixpath.normpath(parts.path) if parts.path else ""
+    if scheme == "sqlite" and path.startswith("/"):  # sqlite:///relative.db and sqlite:////absolute.db
+        path = os.path.realpath(path[1:] or ".")
+    return scheme, host, port, path.rstrip("/"), parts.query
+
+
+def same_location(first: str, second: str) -> bool:
+    """Whether two backend locations name the same storage (see :func:`_normalised_location`)."""
+    return first == second or _normalised_location(first) == _normalised_location(second)
+
+
+def check_distinct_roles(server: BaseStoreBackend, worker: BaseStoreBackend) -> None:
+    """Refuse one storage location for both roles when the worker backend would overwrite its own rows.
+
+    A worker backend with ``versioned_references`` keeps its values in a namespace of their own,
+    so sharing a location is safe; any other writes values under the same names as the server's
+    rows, and the row (the reference) would replace the value it points to.
+    """
+    if worker.versioned_references:
+        return
+    location, other = getattr(server, "location", None), worker.location
+    if location is not None and other is not None and same_location(location, other):
+        raise ConfigurationError(
+            f"the server-side backend ([state_store] backend) and the worker-side backend ([workers] state_backend) "
+            f"both store in {other}, where each reference would replace the value it points to; give the "
+            "worker-side backend its own location (another database, path or prefix) or use one that keeps its "
+            "values apart (local, s3, gcs, redis)"
+        )
+
+
 def _escape(value: JsonValue) -> JsonValue:
     if isinstance(value, dict) and (REF_MARKER in value or ESCAPE_MARKER in value):
         return {ESCAPE_MARKER: value}
@@ -124,13 +208,7 @@ class StateStore:
         worker = worker_backend if worker_backend is not None else self.config.worker_backend
         self.worker_backend = None if worker is None else _resolve_backend(worker, self.config)
         if self.worker_backend is not None:
-            location = self.backend.location
-            if location is not None and location == self.worker_backend.location:
-                raise ConfigurationError(
-                    f"the server-side backend and the worker-side backend both store in {location}; "
-                    "references and the values they point to would overwrite each other. "
-                    "Give the worker-side backend its own location (another bucket, prefix, path or database)."
-                )
+            check_distinct_roles(self.backend, self.worker_backend)
 
     @classmethod
     def from_config(cls, config: Config | None = None) -> StateStore:
@@ -241,78 +319,154 @@ class StateStore:
         reference = _reference_in(value)
         return (reference, None) if reference is not None else (None, _unescape(value))
 
-    def _get(self, scope: StoreScope, key: str, default: JsonValue) -> JsonValue:
-        text = self.backend.get(scope, key)  # validates the key
+    def _loaded(self, key: str, text: str | None, failed: str | None) -> tuple[bool, str | None, JsonValue]:
+        """Decide what a row read means: ``(done, reference to load, value)``.
+
+        ``failed`` is the reference whose value just vanished; a row still naming it is dangling
+        (its value is gone for good), so the read ends with the default.
+        """
         if text is None:
-            return default
+            return True, None, None
         reference, value = self._decoded(key, text)
         if reference is None:
-            return value
-        try:
-            return decode_value(self._require_worker(key, reference).load_value(reference))
-        except ReferenceNotFoundError:
-            return default
+            return True, None, value
+        if reference == failed:
+            return True, None, None
+        return False, reference, None
+
+    def _get(self, scope: StoreScope, key: str, default: JsonValue) -> JsonValue:
+        failed = None
+        for _ in range(_READ_ATTEMPTS):
+            done, reference, value = self._loaded(key, self.backend.get(scope, key), failed)  # validates the key
+            if done:
+                return default if value is None else value
+            assert reference is not None
+            try:
+                return decode_value(self._require_worker(key, reference).load_value(reference, scope=scope, key=key))
+            except ReferenceNotFoundError:  # deleted or replaced meanwhile: read the row again
+                failed = reference
+        return default
 
     async def _aget(self, scope: StoreScope, key: str, default: JsonValue) -> JsonValue:
-        text = await self.backend.aget(scope, key)  # validates the key
-        if text is None:
-            return default
-        reference, value = self._decoded(key, text)
-        if reference is None:
-            return value
-        try:
-            return decode_value(await self._require_worker(key, reference).aload_value(reference))
-        except ReferenceNotFoundError:
-            return default
+        failed = None
+        for _ in range(_READ_ATTEMPTS):
+            done, reference, value = self._loaded(key, await self.backend.aget(scope, key), failed)
+            if done:
+                return default if value is None else value
+            assert reference is not None
+            worker = self._require_worker(key, reference)
+            try:
+                return decode_value(await worker.aload_value(reference, scope=scope, key=key))
+            except ReferenceNotFoundError:
+                failed = reference
+        return default
 
     def _set(self, scope: StoreScope, key: str, value: JsonValue, expires_at: datetime | None) -> None:
         key, text = validate_key(key), encode_value(value)
-        if self.worker_backend is not None:
-            reference = self.worker_backend.store_value(scope, key, text, expires_at=expires_at, allow_inline=True)
+        worker = self.worker_backend
+        if worker is not None:
+            started = time.monotonic()
+            reference = worker.store_value(scope, key, text, expires_at=_value_expiry(expires_at), allow_inline=True)
             if reference is not None:
-                self.backend.set(scope, key, encode_value({REF_MARKER: reference}), expires_at=expires_at)
+                try:
+                    self.backend.set(scope, key, encode_value({REF_MARKER: reference}), expires_at=expires_at)
+                except BaseException:
+                    self._discard_unless_held(scope, key, reference)
+                    raise
+                if time.monotonic() - started > _RECHECK_AFTER:
+                    try:
+                        worker.load_value(reference, scope=scope, key=key)
+                    except ReferenceNotFoundError:
+                        raise _reclaimed(reference, scope, key) from None
                 return
         self.backend.set(scope, key, self._inline_text(key, value, text), expires_at=expires_at)
 
     async def _aset(self, scope: StoreScope, key: str, value: JsonValue, expires_at: datetime | None) -> None:
         key, text = validate_key(key), encode_value(value)
-        if self.worker_backend is not None:
-            reference = await self.worker_backend.astore_value(
-                scope, key, text, expires_at=expires_at, allow_inline=True
+        worker = self.worker_backend
+        if worker is not None:
+            started = time.monotonic()
+            reference = await worker.astore_value(
+                scope, key, text, expires_at=_value_expiry(expires_at), allow_inline=True
             )
             if reference is not None:
-                await self.backend.aset(scope, key, encode_value({REF_MARKER: reference}), expires_at=expires_at)
+                try:
+                    await self.backend.aset(scope, key, encode_value({REF_MARKER: reference}), expires_at=expires_at)
+                except BaseException:
+                    await asyncio.to_thread(self._discard_unless_held, scope, key, reference)
+                    raise
+                if time.monotonic() - started > _RECHECK_AFTER:
+                    try:
+                        await worker.aload_value(reference, scope=scope, key=key)
+                    except ReferenceNotFoundError:
+                        raise _reclaimed(reference, scope, key) from None
                 return
         await self.backend.aset(scope, key, self._inline_text(key, value, text), expires_at=expires_at)
 
+    def _discard_unless_held(self, scope: StoreScope, key: str, reference: str) -> None:
+        """After a failed server write: discard the new version, unless the row holds it after all.
+
+        A write can fail after it committed (a connection lost on the way back); its row then names
+        the version, which must stay. When even that cannot be read, the version stays for
+        reconciliation, never risking a row without its value.
+        """
+        assert self.worker_backend is not None
+        try:
+            held = self.backend.get(scope, key)
+            if held is None or _reference_in(decode_value(held)) != reference:
+                self.worker_backend.discard_value(reference)
+        except Exception as exc:  # noqa: BLE001 - the write's own error is the one to raise
+            log.warning("a refused write left its value %s for reconciliation: %s", reference, exc)
+
     def _delete(self, scope: StoreScope, key: str) -> None:
-        self.backend.delete(scope, key)
-        if self.worker_backend is not None:
-            self.worker_backend.delete(scope, key)
+        if self.worker_backend is None:
+            self.backend.delete(scope, key)
+            return
+        self._discard(references_in([_pop(self.backend, scope, key)]))
 
     async def _adelete(self, scope: StoreScope, key: str) -> None:
-        await self.backend.adelete(scope, key)
-        if self.worker_backend is not None:
-            await self.worker_backend.adelete(scope, key)
+        if self.worker_backend is None:
+            await self.backend.adelete(scope, key)
+            return
+        await self._adiscard(references_in([await _apop(self.backend, scope, key)]))
 
     def _clear(self, scope: StoreScope, all_map_indices: bool = False) -> None:
-        self.backend.clear(scope, all_map_indices=all_map_indices)
-        if self.worker_backend is not None:
-            self.worker_backend.clear(scope, all_map_indices=all_map_indices)
+        if self.worker_backend is None:
+            self.backend.clear(scope, all_map_indices=all_map_indices)
+            return
+        self._discard(references_in(_pop_scope(self.backend, scope, all_map_indices)))
 
     async def _aclear(self, scope: StoreScope, all_map_indices: bool = False) -> None:
-        await self.backend.aclear(scope, all_map_indices=all_map_indices)
-        if self.worker_backend is not None:
-            await self.worker_backend.aclear(scope, all_map_indices=all_map_indices)
+        if self.worker_backend is None:
+            await self.backend.aclear(scope, all_map_indices=all_map_indices)
+            return
+        await self._adiscard(references_in(await _apop_scope(self.backend, scope, all_map_indices)))
+
+    def _discard(self, references: list[str]) -> int:
+        """Discard the versions that deleted rows named; failures are logged (reconciliation reclaims them)."""
+        if not references:
+            return 0
+        assert self.worker_backend is not None
+        return _discarded(references, self.worker_backend.discard_values(references))
+
+    async def _adiscard(self, references: list[str]) -> int:
+        if not references:
+            return 0
+        assert self.worker_backend is not None
+        return _discarded(references, await self.worker_backend.adiscard_values(references))
 
     # -- maintenance ---------------------------------------------------------------------------------
 
     def cleanup(self, *, dry_run: bool = False, progress: Callable[[str, int], None] | None = None) -> CleanupResult:
         """Remove expired entries (and inactive assets' state on the metastore); report what went.
 
-        With a worker-side backend, expired server rows holding references take their external
-        objects with them (``by_kind["external_objects"]`` counts those, outside ``removed``).
-        ``dry_run`` and ``progress`` need a store that can count: the metastore and the object stores.
+        With a worker-side backend, the metastore deletes expired rows holding references batch by
+        batch and hands over their values after each commit; exactly the versions they named are
+        then discarded (``by_kind["external_objects"]``, outside ``removed``; failures in
+        ``by_kind["external_failed"]``, left for reconciliation, as is everything a crash between
+        the two steps leaves). Other server stores delete their rows themselves and leave the
+        values to reconciliation. ``dry_run`` and ``progress`` need a store that can count: the
+        metastore and the object stores.
         """
         from statestore.core.metastore import MetastoreStoreBackend
 
@@ -325,33 +479,103 @@ class StateStore:
                     "dry run); run clean without --dry-run to remove expired entries"
                 )
             return self.backend.cleanup()
-        external = [0]
+        counts = {"external_objects": 0, "external_failed": 0}
 
-        def remove_external(values: list[str]) -> None:
-            external[0] += self._remove_referenced(values)
+        def discard(values: list[str]) -> None:
+            references = references_in(values)
+            discarded = self._discard(references)
+            counts["external_objects"] += discarded
+            counts["external_failed"] += len(references) - discarded
 
-        on_references = None if self.worker_backend is None else remove_external
+        on_references = None if self.worker_backend is None else discard
         result = self.backend.cleanup(dry_run=dry_run, on_references=on_references, progress=progress)
         if on_references is not None and not dry_run:
-            result.by_kind["external_objects"] = external[0]
+            result.by_kind.update(counts)
         return result
 
-    def _remove_referenced(self, values: list[str]) -> int:
-        """Delete the external objects that these server-side markers point to; return how many were named."""
-        assert self.worker_backend is not None
-        removed = 0
-        for text in values:
-            reference = _reference_in(decode_value(text))
-            if reference is None:
-                continue
-            try:
-                scope, key = self.worker_backend.resolve_reference(reference)
-            except InvalidReferenceError as exc:
-                log.warning("cleanup left an external object alone: %s", exc)
-                continue
-            self.worker_backend.delete(scope, key)
-            removed += 1
-        return removed
+    def reconcile(
+        self,
+        *,
+        dry_run: bool = False,
+        grace: timedelta = RECONCILE_GRACE,
+        progress: Callable[[ReconcileResult], None] | None = None,
+    ) -> ReconcileResult:
+        """Discard worker-side values that no server row references any more; see :mod:`statestore.core.reconcile`.
+
+        Values younger than ``grace`` are kept (their rows may not be committed yet). Streams the
+        worker backend's listing page by page, so memory stays flat whatever the number of values.
+        """
+        from statestore.core.reconcile import reconcile
+
+        if self.worker_backend is None:
+            raise StateStoreError(
+                "reconcile needs a worker-side backend ([workers] state_backend): without one, values are stored "
+                "inline and there is nothing to reconcile"
+            )
+        return reconcile(self.backend, self.worker_backend, dry_run=dry_run, grace=grace, progress=progress)
+
+
+_READ_ATTEMPTS = 3
+"""Row reads of one ``get`` whose value vanishes meanwhile (each time replaced by a newer row)."""
+_RECHECK_AFTER = RECONCILE_GRACE.total_seconds() / 2
+"""Seconds after which a ``set`` checks that reconciliation did not take its value before its row committed."""
+
+
+def _value_expiry(expires_at: datetime | None) -> datetime | None:
+    """The expiry a worker-side value may carry: its row's plus the margin (None: never)."""
+    return None if expires_at is None else expires_at + REFERENCE_EXPIRY_MARGIN
+
+
+def _reclaimed(reference: str, scope: StoreScope, key: str) -> StorageError:
+    """The error of a ``set`` so slow that reconciliation may have taken its value before its row committed."""
+    return StorageError(
+        f"writing key {key!r} of {scope!r} took longer than half the reconciliation grace period "
+        f"({RECONCILE_GRACE}), and its value {reference!r} was reclaimed before its row committed; "
+        "the write is not acknowledged: write the key again"
+    )
+
+
+def _discarded(references: list[str], failures: dict[str, str]) -> int:
+    """How many of ``references`` went; each failure is logged (reconciliation reclaims it later)."""
+    for reference, reason in failures.items():
+        log.warning("left %s for reconciliation: %s", reference, reason)
+    return len(references) - len(failures)
+
+
+def _pop(backend: BaseStoreBackend, scope: StoreScope, key: str) -> str | None:
+    """``backend.pop``, or a read then a delete for a server store with only Airflow's eight methods."""
+    pop = getattr(backend, "pop", None)
+    if pop is not None:
+        return pop(scope, key)  # type: ignore[no-any-return]
+    text = backend.get(scope, key)
+    backend.delete(scope, key)
+    return text
+
+
+async def _apop(backend: BaseStoreBackend, scope: StoreScope, key: str) -> str | None:
+    pop = getattr(backend, "apop", None)
+    if pop is not None:
+        return await pop(scope, key)  # type: ignore[no-any-return]
+    text = await backend.aget(scope, key)
+    await backend.adelete(scope, key)
+    return text
+
+
+def _pop_scope(backend: BaseStoreBackend, scope: StoreScope, all_map_indices: bool) -> list[str]:
+    """``backend.pop_scope``, or a plain clear (values left to reconciliation) for an Airflow-only server store."""
+    pop_scope = getattr(backend, "pop_scope", None)
+    if pop_scope is not None:
+        return pop_scope(scope, all_map_indices=all_map_indices)  # type: ignore[no-any-return]
+    backend.clear(scope, all_map_indices=all_map_indices)
+    return []
+
+
+async def _apop_scope(backend: BaseStoreBackend, scope: StoreScope, all_map_indices: bool) -> list[str]:
+    pop_scope = getattr(backend, "apop_scope", None)
+    if pop_scope is not None:
+        return await pop_scope(scope, all_map_indices=all_map_indices)  # type: ignore[no-any-return]
+    await backend.aclear(scope, all_map_indices=all_map_indices)
+    return []
 
 
 def _asset_scope(asset: Any) -> AssetScope:

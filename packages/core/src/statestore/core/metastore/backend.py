@@ -44,7 +44,7 @@ from statestore.core.metastore.engines import (
     transaction,
 )
 from statestore.core.metastore.schema import REF_PREFIX, asset, asset_state, digest, row_hash, task_hash, task_state
-from statestore.core.naming import asset_identity
+from statestore.core.naming import asset_identity, identity_scope
 from statestore.core.scopes import AssetScope, StoreScope, TaskScope, to_scope
 
 __all__ = ["MetastoreStoreBackend"]
@@ -173,6 +173,56 @@ def _rowcount(stmt: sa.Executable, params: dict[str, Any] | None = None) -> Call
         return conn.execute(stmt, params).rowcount  # type: ignore[attr-defined]
 
     return run
+
+
+def _deleting(delete: sa.Delete, params: dict[str, Any]) -> Callable[[sa.Connection], list[str]]:
+    """An operation running ``delete`` and returning the values of exactly the rows it deleted.
+
+    ``DELETE ... RETURNING`` on PostgreSQL and SQLite; MySQL has none, so there the rows are read
+    with ``FOR UPDATE`` and deleted in one transaction.
+    """
+    table = delete.table
+    assert isinstance(table, sa.Table)
+
+    def run(conn: sa.Connection) -> list[str]:
+        if conn.dialect.name in ("mysql", "mariadb"):
+            with transaction(conn):
+                locked = sa.select(table.c.value).where(delete.whereclause).with_for_update()  # type: ignore[arg-type]
+                values = list(conn.execute(locked, params).scalars())
+                if values:
+                    conn.execute(delete, params)
+            return values
+        return list(conn.execute(delete.returning(table.c.value), params).scalars())
+
+    return run
+
+
+def _asset_values(conn: sa.Connection, wanted: dict[int, tuple[StoreScope, str]]) -> dict[int, str]:
+    """The values of asset rows ``{index: (identity scope, key)}`` in one query (by key hash and identity)."""
+    scopes = [scope for scope, _ in wanted.values() if isinstance(scope, AssetScope)]
+    identity = sa.or_(
+        asset.c.name_hash.in_(sorted({digest(s.name) for s in scopes if s.name})),
+        asset.c.uri_hash.in_(sorted({digest(s.uri) for s in scopes if s.uri and not s.name})),
+        asset.c.asset_id.in_(sorted({s.asset_id for s in scopes if s.asset_id is not None and not (s.name or s.uri)})),
+    )
+    stmt = (
+        sa.select(asset.c.name, asset.c.uri, asset.c.asset_id, asset_state.c.key, asset_state.c.value)
+        .select_from(asset_state.join(asset, asset_state.c.asset_row_id == asset.c.id))
+        .where(asset_state.c.key_hash.in_(sorted({digest(key) for _, key in wanted.values()})), identity)
+    )
+    rows = {}
+    for row in conn.execute(stmt):
+        for field in ("name", "uri", "asset_id"):
+            if getattr(row, field) is not None:
+                rows[(field, getattr(row, field), row.key)] = row.value
+    found = {}
+    for index, (scope, key) in wanted.items():
+        assert isinstance(scope, AssetScope)
+        field = "name" if scope.name else "uri" if scope.uri else "asset_id"
+        value = rows.get((field, getattr(scope, field), key))
+        if value is not None:
+            found[index] = value
+    return found
 
 
 def _scalar_int(stmt: sa.Executable, conn: sa.Connection) -> int:
@@ -358,21 +408,44 @@ class MetastoreStoreBackend(BaseStoreBackend):
             conn.execute(sa.update(asset).where(asset.c.id == row.id).values(active=True, updated_at=now))
         return int(row.id)
 
-    def _op_delete(self, scope: StoreScope, key: str) -> Callable[[sa.Connection], int]:
+    def _delete_stmt(self, scope: StoreScope, key: str) -> tuple[sa.Delete, dict[str, Any]]:
         s = self._stmts
         if isinstance(scope, TaskScope):
-            stmt, params = s.task_delete, {"id": row_hash(scope, key), "key": key}
-        else:
-            stmt, params = s.asset_delete, _asset_key_params(scope, key)
-        return _rowcount(stmt, params)
+            return s.task_delete, {"id": row_hash(scope, key), "key": key}
+        return s.asset_delete, _asset_key_params(scope, key)
+
+    def _clear_stmt(self, scope: StoreScope, all_map_indices: bool) -> tuple[sa.Delete, dict[str, Any]]:
+        s = self._stmts
+        if isinstance(scope, TaskScope):
+            return (s.task_clear_all if all_map_indices else s.task_clear), _task_params(scope)
+        return s.asset_clear, _asset_params(scope)
+
+    def _op_delete(self, scope: StoreScope, key: str) -> Callable[[sa.Connection], int]:
+        return _rowcount(*self._delete_stmt(scope, key))
 
     def _op_clear(self, scope: StoreScope, all_map_indices: bool) -> Callable[[sa.Connection], int]:
-        s = self._stmts
-        if isinstance(scope, TaskScope):
-            stmt, params = (s.task_clear_all if all_map_indices else s.task_clear), _task_params(scope)
-        else:
-            stmt, params = s.asset_clear, _asset_params(scope)
-        return _rowcount(stmt, params)
+        return _rowcount(*self._clear_stmt(scope, all_map_indices))
+
+    def _op_get_many(self, items: Sequence[tuple[StoreScope, str]]) -> Callable[[sa.Connection], list[str | None]]:
+        """One query per table for ``items``: task rows by id, asset rows by key hash and asset identity."""
+        tasks = {i: (row_hash(s, key), key) for i, (s, key) in enumerate(items) if isinstance(s, TaskScope)}
+        assets = {i: (identity_scope(s), key) for i, (s, key) in enumerate(items) if isinstance(s, AssetScope)}
+
+        def run(conn: sa.Connection) -> list[str | None]:
+            found: list[str | None] = [None] * len(items)
+            if tasks:
+                stmt = sa.select(task_state.c.id, task_state.c.key, task_state.c.value).where(
+                    task_state.c.id.in_(sorted({row_id for row_id, _ in tasks.values()}))
+                )
+                rows = {(r.id, r.key): r.value for r in conn.execute(stmt)}
+                for index, ident in tasks.items():
+                    found[index] = rows.get(ident)
+            if assets:
+                for index, value in _asset_values(conn, assets).items():
+                    found[index] = value
+            return found
+
+        return run
 
     def _op_keys(self, scope: StoreScope) -> Callable[[sa.Connection], list[str]]:
         s = self._stmts
@@ -399,6 +472,16 @@ class MetastoreStoreBackend(BaseStoreBackend):
     def _keys(self, scope: StoreScope, session: Any) -> list[str]:
         return self._run(self._op_keys(scope))
 
+    def _pop(self, scope: StoreScope, key: str, session: Any) -> str | None:
+        values = self._run(_deleting(*self._delete_stmt(scope, key)))
+        return values[0] if values else None
+
+    def _pop_scope(self, scope: StoreScope, all_map_indices: bool, session: Any) -> list[str]:
+        return self._run(_deleting(*self._clear_stmt(scope, all_map_indices)))
+
+    def _get_many(self, items: Sequence[tuple[StoreScope, str]], session: Any) -> list[str | None]:
+        return self._run(self._op_get_many(items))
+
     async def _aget(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
         return await self._arun(self._op_get(scope, key))
 
@@ -413,6 +496,13 @@ class MetastoreStoreBackend(BaseStoreBackend):
 
     async def _akeys(self, scope: StoreScope, session: Any) -> list[str]:
         return await self._arun(self._op_keys(scope))
+
+    async def _apop(self, scope: StoreScope, key: str, session: Any) -> str | None:
+        values = await self._arun(_deleting(*self._delete_stmt(scope, key)))
+        return values[0] if values else None
+
+    async def _apop_scope(self, scope: StoreScope, all_map_indices: bool, session: Any) -> list[str]:
+        return await self._arun(_deleting(*self._clear_stmt(scope, all_map_indices)))
 
     # -- asset lifecycle ----------------------------------------------------------------------------------
 

@@ -175,7 +175,10 @@ class Api:
     async def store_value(self, scope: Any, key: str, value_json: str) -> str | None:
         raise NotImplementedError
 
-    async def load_value(self, reference: Any) -> str:
+    async def load_value(self, reference: Any, **expected: Any) -> str:
+        raise NotImplementedError
+
+    async def discard_value(self, reference: str) -> None:
         raise NotImplementedError
 
 
@@ -205,8 +208,11 @@ class SyncApi(Api):
     async def store_value(self, scope: Any, key: str, value_json: str) -> str | None:
         return self.backend.store_value(scope, key, value_json, allow_inline=False)
 
-    async def load_value(self, reference: Any) -> str:
-        return self.backend.load_value(reference)
+    async def load_value(self, reference: Any, **expected: Any) -> str:
+        return self.backend.load_value(reference, **expected)
+
+    async def discard_value(self, reference: str) -> None:
+        self.backend.discard_value(reference)
 
 
 class AsyncApi(Api):
@@ -235,8 +241,11 @@ class AsyncApi(Api):
     async def store_value(self, scope: Any, key: str, value_json: str) -> str | None:
         return await self.backend.astore_value(scope, key, value_json, allow_inline=False)
 
-    async def load_value(self, reference: Any) -> str:
-        return await self.backend.aload_value(reference)
+    async def load_value(self, reference: Any, **expected: Any) -> str:
+        return await self.backend.aload_value(reference, **expected)
+
+    async def discard_value(self, reference: str) -> None:
+        await self.backend.adiscard_value(reference)
 
 
 def _run_sync(coro: Coroutine[Any, Any, None]) -> None:
@@ -581,16 +590,36 @@ async def _injective(api: Api, ids: Ids, scope: None) -> None:
 
 
 async def _references(api: Api, ids: Ids, scope: StoreScope) -> None:
-    """store_value returns a reference that is a pure function of (scope, key); load_value reads the latest value."""
+    """store_value's reference reads its value, only for its own (scope, key); discard_value deletes it.
+
+    With ``versioned_references`` every write is a new version: an older reference still reads its
+    own value, and discarding it leaves the newer one. Otherwise references are a pure function of
+    (scope, key) and read the latest value.
+    """
+    where = _where(api, scope, "k/ref")
     first = await api.store_value(scope, "k/ref", '"one"')
     second = await api.store_value(scope, "k/ref", '"two"')
-    assert isinstance(first, str), f"{_where(api, scope, 'k/ref')}: store_value(allow_inline=False) gave {first!r}"
-    assert first == second, f"{_where(api, scope, 'k/ref')}: references differ between writes: {first!r} {second!r}"
-    assert api.backend.reference_for(scope, "k/ref") == first, _where(api, scope, "k/ref")
-    assert await api.load_value(first) == '"two"', _where(api, scope, "k/ref")
-    await api.delete(scope, "k/ref")
+    assert isinstance(first, str), f"{where}: store_value(allow_inline=False) gave {first!r}"
+    assert isinstance(second, str), f"{where}: store_value(allow_inline=False) gave {second!r}"
+    assert await api.load_value(second, scope=scope, key="k/ref") == '"two"', where
+    if api.backend.versioned_references:
+        assert first != second, f"{where}: a versioned backend gave one reference to two writes: {first!r}"
+        assert await api.load_value(first) == '"one"', f"{where}: a later write changed an earlier version"
+        await api.discard_value(first)
+        with pytest.raises(ReferenceNotFoundError):
+            await api.load_value(first)
+        assert await api.load_value(second) == '"two"', f"{where}: discarding an old version removed the new one"
+    else:
+        assert first == second, f"{where}: references differ between writes: {first!r} {second!r}"
+        assert api.backend.reference_for(scope, "k/ref") == first, where
+    with pytest.raises(InvalidReferenceError):
+        await api.load_value(second, scope=ids.sibling(scope), key="k/ref")
+    with pytest.raises(InvalidReferenceError):
+        await api.load_value(second, scope=scope, key="k/other")
+    await api.discard_value(second)
     with pytest.raises(ReferenceNotFoundError):
-        await api.load_value(first)
+        await api.load_value(second)
+    await api.discard_value(second)  # already gone: not an error
 
 
 async def _references_injective(api: Api, ids: Ids, scope: None) -> None:
@@ -901,19 +930,19 @@ class BackendSuite:
 
     @_needs("references")
     def test_airflow_reference_hooks(self, backend: BaseStoreBackend, suite_ids: Ids) -> None:
-        """Airflow's four hook names round-trip values and give the same reference for the same (scope, key)."""
+        """Airflow's four hook names round-trip values; a reference is deterministic unless versioned."""
         task = AirflowLikeTaskScope(suite_ids.token + "d", "r", "t", 2)
         asset = AirflowLikeAssetScope(name=suite_ids.token + "asset")
         value = {"job": "j-1", "progress": [1, 2.5, None], "ok": True, "ü": "🎉"}
         task_ref = backend.serialize_task_state_store_to_ref(value=value, key="ckpt", scope=task)  # type: ignore[arg-type]
         again = backend.serialize_task_state_store_to_ref(value=value, key="ckpt", scope=to_scope(task))  # type: ignore[arg-type]
         assert isinstance(task_ref, str), f"task hook returned {task_ref!r}"
-        assert task_ref == again, f"task references differ: {task_ref!r} vs {again!r}"
-        assert backend.deserialize_task_state_store_from_ref(task_ref) == value
+        assert isinstance(again, str), f"task hook returned {again!r}"
+        assert (task_ref != again) is backend.versioned_references, f"task references: {task_ref!r} vs {again!r}"
+        assert backend.deserialize_task_state_store_from_ref(again) == value
         asset_ref = backend.serialize_asset_state_store_to_ref(value=[1, "x"], key="ckpt", scope=asset)  # type: ignore[arg-type]
         assert isinstance(asset_ref, str), f"asset hook returned {asset_ref!r}"
         assert asset_ref != task_ref, "a task and an asset reference collide"
-        assert backend.serialize_asset_state_store_to_ref(value=[1, "x"], key="ckpt", scope=asset) == asset_ref  # type: ignore[arg-type]
         assert backend.deserialize_asset_state_store_from_ref(asset_ref) == [1, "x"]
         assert backend.deserialize_task_state_store_from_ref(task_ref) == value, (
             "the asset write changed the task value"
