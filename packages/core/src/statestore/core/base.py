@@ -87,10 +87,10 @@ class StoredValue(NamedTuple):
 
 
 REFERENCE_EXPIRY_MARGIN = timedelta(days=1)
-"""How much later than its server row a worker-side value written through ``StateStore`` may expire.
+"""How much later than its server row a versioned worker-side value expires.
 
-``StateStore`` passes ``store_value`` the row's expiry plus this margin, so a clock of the
-storage service running ahead of the writer's can never expire the value before its row.
+``store_value`` gets the row's expiry; a versioned backend records that plus this margin, so a
+storage clock running ahead of the writer's can never expire the value before its row.
 """
 
 RECONCILE_GRACE = timedelta(hours=1)
@@ -456,9 +456,9 @@ class BaseStoreBackend(ABC):
         Contract: with ``versioned_references``, every call writes a NEW object that is never
         overwritten, named ``<worker namespace>/<scope>/<key>/<version>`` (``naming.new_version``:
         time-ordered, unique), in a namespace the backend's server role never uses; the reference
-        names that version. ``expires_at`` is the latest expiry the value may carry (``StateStore``
-        passes its row's expiry plus :data:`REFERENCE_EXPIRY_MARGIN`); None means the value carries
-        none at all (no TTL, no expiry metadata), as for Airflow's hooks, which know no retention.
+        names that version. ``expires_at`` is the expiry of the row that will name it (``StateStore``
+        passes it); the value records ``expires_at +`` :data:`REFERENCE_EXPIRY_MARGIN`, or, for None,
+        no expiry at all (no TTL, no expiry metadata), as for Airflow's hooks, which know no retention.
         A backend may return None (e.g. below a size threshold) only when ``allow_inline``; the
         Airflow hooks pass False because Airflow 3.3.2 wraps whatever the hook returns.
 

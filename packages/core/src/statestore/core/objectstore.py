@@ -86,6 +86,7 @@ from functools import partial
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from statestore.core.base import (
+    REFERENCE_EXPIRY_MARGIN,
     BaseStoreBackend,
     CleanupResult,
     ReferenceNotFoundError,
@@ -630,8 +631,9 @@ class ObjectStoreBackend(BaseStoreBackend):
     def _new_value(
         self, scope: StoreScope, key: str, value_json: str, expires_at: datetime | None
     ) -> tuple[str, bytes, dict[str, str], datetime | None]:
-        """Name, body and metadata of a new version of ``(scope, key)``, arguments checked."""
-        expiry = _check_expires_at(expires_at)
+        """Name, body, metadata and expiry (the row's plus the margin) of a new version of ``(scope, key)``."""
+        row_expiry = _check_expires_at(expires_at)
+        expiry = None if row_expiry is None else row_expiry + REFERENCE_EXPIRY_MARGIN
         name, long_name = self._value_name(identity_scope(to_scope(scope)), validate_key(key), new_version())
         data, metadata = self._encode(long_name, _check_value(value_json), expiry)
         return name, data, metadata, expiry

@@ -9,8 +9,8 @@ may return ``None`` to keep a (small) value inline.
 
 The life of an offloaded value (see "Lifecycle" in the core README):
 
-* ``set`` writes a new write-once version (its object expires, if ever, a margin after its row),
-  then the row naming it; when the server refuses the row, the version is discarded again.
+* ``set`` writes a new write-once version (it expires, if ever, a margin after its row), then
+  the row naming it; when the server refuses the row, the version is discarded again.
 * ``get`` reads a reference only for the scope and key of its row, and reads the row again when
   its value vanished meanwhile (a concurrent delete, clear or cleanup).
 * ``delete``/``clear``/``cleanup`` delete rows first, then discard exactly the versions the deleted
@@ -39,7 +39,6 @@ from urllib.parse import urlsplit
 
 from statestore.core.base import (
     RECONCILE_GRACE,
-    REFERENCE_EXPIRY_MARGIN,
     BaseStoreBackend,
     CleanupResult,
     JsonValue,
@@ -366,7 +365,7 @@ class StateStore:
         worker = self.worker_backend
         if worker is not None:
             started = time.monotonic()
-            reference = worker.store_value(scope, key, text, expires_at=_value_expiry(expires_at), allow_inline=True)
+            reference = worker.store_value(scope, key, text, expires_at=expires_at, allow_inline=True)
             if reference is not None:
                 try:
                     self.backend.set(scope, key, encode_value({REF_MARKER: reference}), expires_at=expires_at)
@@ -386,9 +385,7 @@ class StateStore:
         worker = self.worker_backend
         if worker is not None:
             started = time.monotonic()
-            reference = await worker.astore_value(
-                scope, key, text, expires_at=_value_expiry(expires_at), allow_inline=True
-            )
+            reference = await worker.astore_value(scope, key, text, expires_at=expires_at, allow_inline=True)
             if reference is not None:
                 try:
                     await self.backend.aset(scope, key, encode_value({REF_MARKER: reference}), expires_at=expires_at)
@@ -519,11 +516,6 @@ _READ_ATTEMPTS = 3
 """Row reads of one ``get`` whose value vanishes meanwhile (each time replaced by a newer row)."""
 _RECHECK_AFTER = RECONCILE_GRACE.total_seconds() / 2
 """Seconds after which a ``set`` checks that reconciliation did not take its value before its row committed."""
-
-
-def _value_expiry(expires_at: datetime | None) -> datetime | None:
-    """The expiry a worker-side value may carry: its row's plus the margin (None: never)."""
-    return None if expires_at is None else expires_at + REFERENCE_EXPIRY_MARGIN
 
 
 def _reclaimed(reference: str, scope: StoreScope, key: str) -> StorageError:
