@@ -1,16 +1,17 @@
 """``RedisStoreBackend``: task and asset state on Redis, as a server-side store or a worker-side backend.
 
-Each value is a Redis string ``<expiry ms>:<JSON>`` (see :mod:`.layout` for the names) carrying a native Redis expiry,
-so expired values vanish with no ``cleanup()``. A per-scope sorted set indexes the keys so that
-``clear`` costs in proportion to the scope's own keys. ``get`` is one ``GET``; ``set`` and
-``delete`` are one ``EVALSHA`` each (see :mod:`.scripts`); every operation is one round trip.
-The async methods use ``redis.asyncio`` natively with the same layout and scripts.
+Each value is a Redis string ``<expiry ms>:<JSON>`` (see :mod:`.layout` for the names) carrying a native
+Redis expiry, so expired values vanish with no ``cleanup()``. A per-scope sorted set indexes the keys so
+that ``clear`` costs in proportion to the scope's own keys. ``get`` is one ``GET``; ``set`` and
+``delete`` are one ``EVALSHA`` each (see :mod:`.scripts`); ``clear`` and ``cleanup`` work in chunks of
+bounded server time. Everything goes through redis-py's public client API: a single node
+(``redis.Redis``), Redis Cluster (``redis.cluster.RedisCluster``) or a Sentinel-managed primary, and
+their ``redis.asyncio`` twins for the async methods.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
@@ -18,25 +19,33 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import NoScriptError
+from redis.cluster import RedisCluster
+from redis.connection import parse_url
+from redis.exceptions import NoScriptError, RedisClusterException
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
-from statestore.core.base import BaseStoreBackend, StoredEntry, utcnow
+from statestore.core.base import BaseStoreBackend, CleanupResult, StoredEntry, utcnow
 from statestore.core.config import Config, mask_secret
 from statestore.core.errors import ConfigurationError, InvalidReferenceError, StorageError
 from statestore.core.naming import decode_segment
 from statestore.core.scopes import StoreScope, TaskScope, to_scope
 from statestore.redis.layout import KeyLayout
-from statestore.redis.scripts import CLEAR_SCOPE, CLEAR_TASK, DELETE, SET, Script
+from statestore.redis.scripts import CLEAR_CHUNK, DELETE, PRUNE_CHUNK, SET
 
-__all__ = ["SECTION", "RedisStoreBackend"]
+__all__ = ["CHUNK", "SECTION", "RedisStoreBackend"]
 
 SECTION = "statestore_redis"
+CHUNK = 500
+"""Index entries handled per ``CLEAR_CHUNK``/``PRUNE_CHUNK`` call: about a millisecond of server time."""
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MILLISECOND = timedelta(milliseconds=1)
-_RETRYABLE = (redis.ConnectionError, redis.TimeoutError)
+_RETRYABLE = (redis.ConnectionError, redis.TimeoutError, OSError)  # OSError: redis-py 5.0 connects outside its retry
 _DEFAULTS: dict[str, str] = {
     "url": "redis://127.0.0.1:6379/0",
     "key_prefix": "statestore:",
@@ -47,11 +56,12 @@ _DEFAULTS: dict[str, str] = {
     "retry_backoff_base": "0.05",
     "retry_backoff_cap": "2",
     "max_connections": "0",
+    "cluster": "false",
+    "sentinels": "",
+    "service_name": "",
+    "wait_replicas": "0",
+    "wait_timeout": "1",
 }
-
-
-_Call = tuple[Script, list[str], list[str]]
-"""A script invocation: the script, its keys and its arguments."""
 
 
 def _expiry_ms(expires_at: datetime | None) -> str:
@@ -76,9 +86,17 @@ def _decode_members(members: Any) -> list[str]:
     return [decode_segment(bytes(m).decode()) for m in members]
 
 
-def _packed(*parts: bytes) -> list[bytes]:
-    """One command in the Redis protocol (RESP), ready for ``Connection.send_packed_command``."""
-    return [b"*%d\r\n%b" % (len(parts), b"".join(b"$%d\r\n%b\r\n" % (len(part), part) for part in parts))]
+def _parse_sentinels(text: str) -> list[tuple[str, int]]:
+    """``host:port,host:port`` as a list of addresses; ``ConfigurationError`` saying what is wrong."""
+    addresses = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigurationError(
+                f"[{SECTION}] sentinels must be host:port,host:port (e.g. 10.0.0.1:26379,10.0.0.2:26379), got {text!r}"
+            )
+        addresses.append((host.strip("[]"), int(port)))
+    return addresses
 
 
 class _Errors:
@@ -96,7 +114,7 @@ class _Errors:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if isinstance(exc, redis.RedisError):
+        if isinstance(exc, (redis.RedisError, RedisClusterException)):
             raise StorageError(
                 f"Redis {self.operation} failed at {self.location}: "
                 f"{type(exc).__name__}: {mask_secret('url', str(exc))}. "
@@ -104,9 +122,18 @@ class _Errors:
             ) from exc
 
 
-class _ThreadClient(threading.local):
-    client: redis.Redis | None = None
-    pid = 0
+class _Side:
+    """A client and the scripts registered with it: the sync one, or one event loop's."""
+
+    __slots__ = ("clear", "client", "delete", "guard", "prune", "set")
+
+    def __init__(self, client: Any, guard: asyncio.Task[None] | None = None) -> None:
+        self.client = client
+        self.guard = guard
+        self.set = client.register_script(SET)
+        self.delete = client.register_script(DELETE)
+        self.clear = client.register_script(CLEAR_CHUNK)
+        self.prune = client.register_script(PRUNE_CHUNK)
 
 
 class RedisStoreBackend(BaseStoreBackend):
@@ -114,10 +141,12 @@ class RedisStoreBackend(BaseStoreBackend):
 
     Settings come from ``[statestore_redis]`` (``url``, ``key_prefix``, ``username``, ``password``,
     ``client_name``, ``socket_timeout``, ``socket_connect_timeout``, ``retry_attempts``,
-    ``retry_backoff_base``, ``retry_backoff_cap``, ``max_connections``); keyword arguments
-    override them, and the no-argument constructor works from configuration alone. Connections
-    open lazily; connection errors and timeouts are retried with exponential backoff (every
-    operation is idempotent, so a retry after a lost reply is safe).
+    ``retry_backoff_base``, ``retry_backoff_cap``, ``max_connections``, ``cluster``, ``sentinels``,
+    ``service_name``, ``sentinel_password``, ``wait_replicas``, ``wait_timeout``); keyword arguments
+    override them, and the no-argument constructor works from configuration alone. Connections open
+    lazily and are borrowed from redis-py's pool per operation; connection errors and timeouts are
+    retried with exponential backoff (every operation is idempotent, so a retry after a lost reply
+    is safe).
     """
 
     name = "redis"
@@ -137,6 +166,12 @@ class RedisStoreBackend(BaseStoreBackend):
         retry_backoff_base: float | None = None,
         retry_backoff_cap: float | None = None,
         max_connections: int | None = None,
+        cluster: bool | None = None,
+        sentinels: str | None = None,
+        service_name: str | None = None,
+        sentinel_password: str | None = None,
+        wait_replicas: int | None = None,
+        wait_timeout: float | None = None,
         config: Config | None = None,
     ) -> None:
         super().__init__(config=config)
@@ -155,6 +190,21 @@ class RedisStoreBackend(BaseStoreBackend):
                 f"got {attempts}, {base}, {cap}"
             )
         self._backoff = (attempts, base, cap)
+        self.cluster = cluster if cluster is not None else self.config.getbool(SECTION, "cluster", False)
+        self.sentinels = _parse_sentinels(sentinels if sentinels is not None else self._setting("sentinels"))
+        self.service_name = service_name if service_name is not None else self._setting("service_name")
+        self._sentinel_password = (
+            sentinel_password if sentinel_password is not None else self.config.get(SECTION, "sentinel_password")
+        )
+        self.wait_replicas = wait_replicas if wait_replicas is not None else self._int("wait_replicas")
+        self.wait_timeout = wait_timeout if wait_timeout is not None else self._float("wait_timeout")
+        if self.wait_replicas < 0 or self.wait_timeout < 0:
+            raise ConfigurationError(
+                f"[{SECTION}] wait_replicas and wait_timeout must be >= 0, "
+                f"got {self.wait_replicas}, {self.wait_timeout}"
+            )
+        self._check_topology()
+        limit = max_connections if max_connections is not None else self._int("max_connections")
         options: dict[str, Any] = {
             "username": username if username is not None else self.config.get(SECTION, "username"),
             "password": password if password is not None else self.config.get(SECTION, "password"),
@@ -163,20 +213,23 @@ class RedisStoreBackend(BaseStoreBackend):
             "socket_connect_timeout": (
                 socket_connect_timeout if socket_connect_timeout is not None else self._float("socket_connect_timeout")
             ),
-            "max_connections": (max_connections if max_connections is not None else self._int("max_connections"))
-            or None,
+            "max_connections": limit or None,
         }
         # redis-py lets settings in the URL (credentials, ?socket_timeout=...) win over these.
         self._options = {k: v for k, v in options.items() if v not in (None, "")}
         try:
-            self._pool = redis.ConnectionPool.from_url(
-                self.url, retry=Retry(ExponentialBackoff(cap, base), attempts, _RETRYABLE), **self._options
-            )
+            parse_url(self.url)  # type: ignore[no-untyped-call]
         except ValueError as exc:
             raise ConfigurationError(f"[{SECTION}] url {mask_secret('url', self.url)!r} is invalid: {exc}") from None
-        self._location = f"{mask_secret('url', self.url)} key_prefix={self.key_prefix}"
-        self._thread = _ThreadClient()
-        self._aclients: dict[asyncio.AbstractEventLoop, tuple[aredis.Redis, asyncio.Task[None]]] = {}
+        if self.sentinels:
+            hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+            self._location = f"sentinel://{hosts}/{self.service_name} {mask_secret('url', self.url)}"
+        else:
+            self._location = ("cluster " if self.cluster else "") + mask_secret("url", self.url)
+        self._location += f" key_prefix={self.key_prefix}"
+        self._lock = threading.Lock()
+        self._sync_side: _Side | None = None
+        self._async_sides: dict[asyncio.AbstractEventLoop, _Side] = {}
 
     # -- configuration -------------------------------------------------------------------------------
 
@@ -192,6 +245,24 @@ class RedisStoreBackend(BaseStoreBackend):
             raise ConfigurationError(f"[{SECTION}] {key} must be >= 0, got {value}")
         return value
 
+    def _check_topology(self) -> None:
+        """Refuse settings that name two topologies, or half of one."""
+        if self.cluster and self.sentinels:
+            raise ConfigurationError(
+                f"[{SECTION}] cluster = True and sentinels are both set; Redis Cluster and Sentinel exclude each "
+                "other: keep one of them"
+            )
+        if bool(self.sentinels) != bool(self.service_name):
+            raise ConfigurationError(
+                f"[{SECTION}] sentinels and service_name go together (the Sentinel addresses and the name of the "
+                "primary they monitor, e.g. sentinels = 10.0.0.1:26379,10.0.0.2:26379 and service_name = mymaster)"
+            )
+        if self.cluster and self.wait_replicas:
+            raise ConfigurationError(
+                f"[{SECTION}] wait_replicas is for a single node or Sentinel; with cluster = True set it to 0 and "
+                "fail over with CLUSTER FAILOVER (which waits for the replica to catch up)"
+            )
+
     @property
     def key_prefix(self) -> str:
         """The prefix of every Redis key this backend writes."""
@@ -199,137 +270,168 @@ class RedisStoreBackend(BaseStoreBackend):
 
     @property
     def location(self) -> str:
-        """The server URL (password masked) and key prefix: where this backend keeps data."""
+        """The server (password masked), the topology and the key prefix: where this backend keeps data."""
         return self._location
 
     # -- clients ---------------------------------------------------------------------------------------
 
-    def _sync(self) -> redis.Redis:
-        """The calling thread's client, holding one pooled connection for the thread's lifetime.
+    def _sentinel_kwargs(self) -> dict[str, Any]:
+        """How to reach the primary behind Sentinel: db, credentials and TLS from ``url``, plus the options."""
+        parsed = parse_url(self.url)  # type: ignore[no-untyped-call]
+        kwargs = {k: parsed[k] for k in ("db", "username", "password") if parsed.get(k) is not None}
+        return {**kwargs, **self._options, "ssl": self.url.startswith("rediss://")}
 
-        Checking a connection out of the pool costs about as much as a loopback round trip in
-        redis-py, so each thread keeps its own; a forked child opens new ones.
-        """
-        local = self._thread
-        if local.client is None or local.pid != os.getpid():
-            local.client = redis.Redis(connection_pool=self._pool, single_connection_client=True)
-            local.pid = os.getpid()
-        return local.client
+    def _sentinel_options(self) -> dict[str, Any]:
+        timeouts: dict[str, Any] = {
+            k: self._options[k] for k in ("socket_timeout", "socket_connect_timeout") if k in self._options
+        }
+        return {**timeouts, "password": self._sentinel_password} if self._sentinel_password else timeouts
 
-    def _aclient(self) -> aredis.Redis:
-        """The asyncio client of the running event loop (redis.asyncio connections belong to one loop).
+    def _retrying(self, retry_class: Any) -> dict[str, Any]:
+        """The retry options of a client: redis-py 5.0's asyncio client retries only errors in ``retry_on_error``."""
+        attempts, base, cap = self._backoff
+        retry = retry_class(ExponentialBackoff(cap, base), attempts, _RETRYABLE)
+        return {"retry": retry, "retry_on_error": list(_RETRYABLE)}
 
-        A guard task, cancelled when the loop shuts down (``asyncio.run`` and ``asyncio.Runner``
-        cancel pending tasks before closing), closes the client's connections inside that loop.
+    def _new_sync_client(self) -> Any:
+        retrying = self._retrying(Retry)
+        if self.cluster:
+            return RedisCluster.from_url(self.url, **retrying, **self._options)
+        if self.sentinels:
+            sentinel = Sentinel(self.sentinels, sentinel_kwargs=self._sentinel_options(), **retrying)  # type: ignore[no-untyped-call]
+            return sentinel.master_for(self.service_name, **self._sentinel_kwargs())  # type: ignore[no-untyped-call]
+        # A blocking pool makes max_connections a cap on concurrent operations (callers wait their turn).
+        pool_class = redis.BlockingConnectionPool if "max_connections" in self._options else redis.ConnectionPool
+        return redis.Redis(connection_pool=pool_class.from_url(self.url, **retrying, **self._options))
+
+    def _new_async_client(self) -> Any:
+        retrying = self._retrying(AsyncRetry)
+        if self.cluster:
+            return AsyncRedisCluster.from_url(self.url, **retrying, **self._options)
+        if self.sentinels:
+            sentinel = AsyncSentinel(self.sentinels, sentinel_kwargs=self._sentinel_options(), **retrying)  # type: ignore[no-untyped-call]
+            return sentinel.master_for(self.service_name, **self._sentinel_kwargs())
+        pool_class = aredis.BlockingConnectionPool if "max_connections" in self._options else aredis.ConnectionPool
+        return aredis.Redis(connection_pool=pool_class.from_url(self.url, **retrying, **self._options))
+
+    def _sync(self) -> _Side:
+        """The sync client (thread-safe; each command borrows a pooled connection) and its scripts."""
+        side = self._sync_side
+        if side is None:
+            with self._lock:
+                if self._sync_side is None:
+                    with self._errors("CONNECT"):
+                        self._sync_side = _Side(self._new_sync_client())
+                side = self._sync_side
+        return side
+
+    def _async(self) -> _Side:
+        """The running event loop's client (redis.asyncio connections belong to one loop) and its scripts.
+
+        A guard task, cancelled when the loop shuts down (``asyncio.run``, ``asyncio.Runner`` and
+        pytest-asyncio cancel pending tasks before closing), closes the client inside that loop;
+        clients of loops closed without that are dropped here, so none outlives its loop for long.
         """
         loop = asyncio.get_running_loop()
-        entry = self._aclients.get(loop)
-        if entry is None:
-            attempts, base, cap = self._backoff
-            client = aredis.Redis.from_url(
-                self.url, retry=AsyncRetry(ExponentialBackoff(cap, base), attempts, _RETRYABLE), **self._options
-            )
-            entry = self._aclients[loop] = (client, loop.create_task(self._close_with_loop(loop, client)))
-        return entry[0]
+        side = self._async_sides.get(loop)
+        if side is None:
+            for closed in [other for other in self._async_sides if other.is_closed()]:
+                del self._async_sides[closed]
+            with self._errors("CONNECT"):
+                side = _Side(self._new_async_client())
+            side.guard = loop.create_task(self._close_with_loop(loop, side.client))
+            self._async_sides[loop] = side
+        return side
 
-    async def _close_with_loop(self, loop: asyncio.AbstractEventLoop, client: aredis.Redis) -> None:
+    async def _close_with_loop(self, loop: asyncio.AbstractEventLoop, client: Any) -> None:
         try:
             await asyncio.Event().wait()
         finally:
-            self._aclients.pop(loop, None)
+            self._async_sides.pop(loop, None)
             await client.aclose()
+            pool = getattr(client, "connection_pool", None)  # a Redis client given a pool leaves it open
+            if pool is not None:
+                await pool.disconnect()
 
     def close(self) -> None:
-        """Close the sync connections of every thread (they reopen on next use)."""
-        client, self._thread.client = self._thread.client, None
-        if client is not None:
-            client.close()
-        self._pool.disconnect()
+        """Close the sync connections (they reopen on next use)."""
+        with self._lock:
+            side, self._sync_side = self._sync_side, None
+        if side is not None:
+            side.client.close()
+            pool = getattr(side.client, "connection_pool", None)
+            if pool is not None:
+                pool.disconnect()
 
     async def aclose(self) -> None:
         """Close the asyncio connections of the running event loop (they reopen on next use)."""
-        entry = self._aclients.get(asyncio.get_running_loop())
-        if entry is not None:
-            entry[1].cancel()
-            await asyncio.wait([entry[1]])  # the guard closes the client; its cancellation stays inside it
+        side = self._async_sides.get(asyncio.get_running_loop())
+        if side is not None and side.guard is not None:
+            side.guard.cancel()
+            await asyncio.wait([side.guard])  # the guard closes the client; its cancellation stays inside it
 
     def _errors(self, operation: str) -> _Errors:
         """A context turning redis-py errors (left after retries) into ``StorageError``, password masked."""
         return _Errors(self.location, operation)
 
-    def _command(self, *parts: bytes) -> Any:
-        """Send one command on the thread's connection and return the server's raw reply.
+    def _check_acked(self, operation: str, acked: int) -> None:
+        if acked < self.wait_replicas:
+            raise StorageError(
+                f"Redis {operation} at {self.location} reached {acked} of wait_replicas = {self.wait_replicas} "
+                f"replicas within wait_timeout = {self.wait_timeout} s, so it is not acknowledged (a failover could "
+                "lose it); check the replicas, then retry"
+            )
 
-        The hot path of ``get``, ``set`` and ``delete``: redis-py's generic ``execute_command``
-        (argument packing, instrumentation hooks) adds about 10 µs per command, a third of a
-        loopback round trip, so this packs the command itself and keeps what matters here: the
-        configured retry with backoff, and a disconnect after a failed attempt so that the next one
-        starts on a fresh socket. It leaves out redis-py's per-command OpenTelemetry metrics and
-        maintenance-notification reconnects (a moved endpoint then shows as a retried connection error).
-        """
-        connection = self._sync().connection
-        assert connection is not None  # a single-connection client holds its connection until closed
-        packed = _packed(*parts)
+    def _run(self, operation: str, script: Any, keys: list[str], args: list[str]) -> Any:
+        """Run a registered script; with ``wait_replicas``, in one pipeline with ``WAIT`` on the same connection."""
+        if not self.wait_replicas:
+            return script(keys=keys, args=args)
+        client = self._sync().client
+        for _ in range(2):
+            pipe = client.pipeline(transaction=False)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.wait(self.wait_replicas, int(self.wait_timeout * 1000))
+            try:
+                result, acked = pipe.execute()
+            except NoScriptError:
+                script.sha = client.script_load(script.script)
+                continue
+            self._check_acked(operation, acked)
+            return result
+        raise StorageError(f"Redis {operation} at {self.location}: the server keeps forgetting the script")
 
-        def attempt() -> Any:
-            connection.send_packed_command(packed)  # type: ignore[no-untyped-call]
-            return connection.read_response()
-
-        return connection.retry.call_with_retry(attempt, lambda _error: connection.disconnect())  # type: ignore[no-untyped-call]
-
-    async def _acommand(self, *parts: bytes) -> Any:
-        """The asyncio twin of :meth:`_command`, on a connection of the event loop's pool.
-
-        redis.asyncio disconnects a connection whose reply a cancelled task left unread, so
-        returning it to the pool is safe.
-        """
-        pool = self._aclient().connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        packed = _packed(*parts)
-
-        async def attempt() -> Any:
-            await connection.send_packed_command(packed)
-            return await connection.read_response()
-
-        try:
-            return await connection.retry.call_with_retry(attempt, lambda _error: connection.disconnect())
-        finally:
-            await pool.release(connection)
-
-    @staticmethod
-    def _script_args(keys: list[str], args: list[str]) -> list[bytes]:
-        return [str(len(keys)).encode(), *(part.encode() for part in keys), *(part.encode() for part in args)]
-
-    def _run(self, script: Script, keys: list[str], args: list[str]) -> Any:
-        encoded = self._script_args(keys, args)
-        try:
-            return self._command(b"EVALSHA", script.sha.encode(), *encoded)
-        except NoScriptError:
-            return self._command(b"EVAL", script.source.encode(), *encoded)
-
-    async def _arun(self, script: Script, keys: list[str], args: list[str]) -> Any:
-        encoded = self._script_args(keys, args)
-        try:
-            return await self._acommand(b"EVALSHA", script.sha.encode(), *encoded)
-        except NoScriptError:
-            return await self._acommand(b"EVAL", script.source.encode(), *encoded)
+    async def _arun(self, operation: str, script: Any, keys: list[str], args: list[str]) -> Any:
+        """Async twin of :meth:`_run`."""
+        if not self.wait_replicas:
+            return await script(keys=keys, args=args)
+        client = self._async().client
+        for _ in range(2):
+            pipe = client.pipeline(transaction=False)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.wait(self.wait_replicas, int(self.wait_timeout * 1000))
+            try:
+                result, acked = await pipe.execute()
+            except NoScriptError:
+                script.sha = await client.script_load(script.script)
+                continue
+            self._check_acked(operation, acked)
+            return result
+        raise StorageError(f"Redis {operation} at {self.location}: the server keeps forgetting the script")
 
     # -- script arguments, shared by sync and async ---------------------------------------------------
 
-    def _set_call(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None) -> _Call:
-        return (
-            SET,
+    def _set_args(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None) -> list[Any]:
+        return [
             [self.layout.value_key(scope, key), *self.layout.tracking_keys(scope)],
             [f"{_expiry_ms(expires_at)}:{value}"],
-        )
+        ]
 
-    def _delete_call(self, scope: StoreScope, key: str) -> _Call:
-        return DELETE, [self.layout.value_key(scope, key), *self.layout.tracking_keys(scope)], []
+    def _delete_keys(self, scope: StoreScope, key: str) -> list[str]:
+        return [self.layout.value_key(scope, key), *self.layout.tracking_keys(scope)]
 
-    def _clear_call(self, scope: StoreScope, all_map_indices: bool) -> _Call:
-        if all_map_indices and isinstance(scope, TaskScope):
-            return CLEAR_TASK, [self.layout.maps_key(scope)], [self.layout.tag(scope)]
-        return CLEAR_SCOPE, list(self.layout.tracking_keys(scope)), []
+    @staticmethod
+    def _map_scopes(scope: TaskScope, map_indices: list[bytes]) -> list[TaskScope]:
+        return [TaskScope(scope.dag_id, scope.run_id, scope.task_id, int(mi)) for mi in map_indices]
 
     @staticmethod
     def _live_min() -> str:
@@ -340,46 +442,83 @@ class RedisStoreBackend(BaseStoreBackend):
 
     def _get(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
         with self._errors("GET"):
-            return _entry(self._command(b"GET", self.layout.value_key(scope, key).encode()))
+            return _entry(self._sync().client.get(self.layout.value_key(scope, key)))
 
     def _set(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
         with self._errors("SET"):
-            self._run(*self._set_call(scope, key, value, expires_at))
+            self._run("SET", self._sync().set, *self._set_args(scope, key, value, expires_at))
 
     def _delete(self, scope: StoreScope, key: str, session: Any) -> None:
         with self._errors("DELETE"):
-            self._run(*self._delete_call(scope, key))
+            self._run("DELETE", self._sync().delete, self._delete_keys(scope, key), [])
+
+    def _clear_index(self, scope: StoreScope) -> None:
+        """Delete the values of one index, CHUNK per script call, until a call finds fewer."""
+        keys = list(self.layout.tracking_keys(scope))
+        while self._run("CLEAR", self._sync().clear, keys, [str(CHUNK)]) >= CHUNK:
+            pass
 
     def _clear(self, scope: StoreScope, all_map_indices: bool, session: Any) -> None:
         with self._errors("CLEAR"):
-            self._run(*self._clear_call(scope, all_map_indices))
+            if not (all_map_indices and isinstance(scope, TaskScope)):
+                self._clear_index(scope)
+                return
+            maps = self.layout.maps_key(scope)
+            while map_indices := self._sync().client.zrange(maps, 0, CHUNK - 1):
+                for map_scope in self._map_scopes(scope, map_indices):  # each leaves the set once emptied
+                    self._clear_index(map_scope)
 
     def _keys(self, scope: StoreScope, session: Any) -> list[str]:
         with self._errors("ZRANGEBYSCORE"):
-            members = self._sync().zrangebyscore(self.layout.index_key(scope), self._live_min(), "+inf")
+            members = self._sync().client.zrangebyscore(self.layout.index_key(scope), self._live_min(), "+inf")
         return _decode_members(members)
+
+    def _cleanup(self, now: datetime) -> CleanupResult:
+        """Prune index entries of values Redis already expired, on every primary, CHUNK per script call."""
+        result = CleanupResult()
+        with self._errors("CLEANUP"):
+            side = self._sync()
+            for index in side.client.scan_iter(match=self.layout.index_pattern(), count=1000):
+                keys = list(self.layout.tracking_keys_of_index(index.decode()))
+                while True:
+                    removed = self._run("CLEANUP", side.prune, keys, [str(CHUNK)])
+                    result.add("expired_index_entries", removed)
+                    if removed < CHUNK:
+                        break
+        return result
 
     # -- async primitives -----------------------------------------------------------------------------
 
     async def _aget(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
         with self._errors("GET"):
-            return _entry(await self._acommand(b"GET", self.layout.value_key(scope, key).encode()))
+            return _entry(await self._async().client.get(self.layout.value_key(scope, key)))
 
     async def _aset(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
         with self._errors("SET"):
-            await self._arun(*self._set_call(scope, key, value, expires_at))
+            await self._arun("SET", self._async().set, *self._set_args(scope, key, value, expires_at))
 
     async def _adelete(self, scope: StoreScope, key: str, session: Any) -> None:
         with self._errors("DELETE"):
-            await self._arun(*self._delete_call(scope, key))
+            await self._arun("DELETE", self._async().delete, self._delete_keys(scope, key), [])
+
+    async def _aclear_index(self, scope: StoreScope) -> None:
+        keys = list(self.layout.tracking_keys(scope))
+        while await self._arun("CLEAR", self._async().clear, keys, [str(CHUNK)]) >= CHUNK:
+            pass
 
     async def _aclear(self, scope: StoreScope, all_map_indices: bool, session: Any) -> None:
         with self._errors("CLEAR"):
-            await self._arun(*self._clear_call(scope, all_map_indices))
+            if not (all_map_indices and isinstance(scope, TaskScope)):
+                await self._aclear_index(scope)
+                return
+            maps = self.layout.maps_key(scope)
+            while map_indices := await self._async().client.zrange(maps, 0, CHUNK - 1):
+                for map_scope in self._map_scopes(scope, map_indices):
+                    await self._aclear_index(map_scope)
 
     async def _akeys(self, scope: StoreScope, session: Any) -> list[str]:
         with self._errors("ZRANGEBYSCORE"):
-            members = await self._aclient().zrangebyscore(self.layout.index_key(scope), self._live_min(), "+inf")
+            members = await self._async().client.zrangebyscore(self.layout.index_key(scope), self._live_min(), "+inf")
         return _decode_members(members)
 
     # -- worker-side references -----------------------------------------------------------------------

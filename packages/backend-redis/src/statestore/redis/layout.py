@@ -18,6 +18,7 @@ exactly the task (all map indices) or the asset, so all its keys share one Redis
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from statestore.core.errors import ConfigurationError
@@ -41,6 +42,8 @@ def _names(prefix: str, scope: StoreScope) -> tuple[str, str, tuple[str, ...]]:
 
 
 _encode_key = lru_cache(maxsize=4096)(encode_segment)
+_TASK_INDEX = re.compile(r"(.*\})/-?[0-9]+" + re.escape(INDEX_SUFFIX))
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
 class KeyLayout:
@@ -73,6 +76,16 @@ class KeyLayout:
     def maps_key(self, scope: TaskScope) -> str:
         """The sorted set listing the map indices of the task that hold keys."""
         return self.tag(scope) + MAPS_SUFFIX
+
+    def index_pattern(self) -> str:
+        """A ``SCAN MATCH`` pattern matching every index under this prefix (glob characters escaped)."""
+        return _GLOB_SPECIAL.sub(r"\\\1", self.prefix) + "{*" + INDEX_SUFFIX
+
+    @staticmethod
+    def tracking_keys_of_index(index: str) -> tuple[str, ...]:
+        """An index name and, for a task's index, its map-index set (as :meth:`tracking_keys` gives them)."""
+        task = _TASK_INDEX.fullmatch(index)
+        return (index, task.group(1) + MAPS_SUFFIX) if task else (index,)
 
     def parse_value_key(self, name: str) -> tuple[StoreScope, str]:
         """Invert :meth:`value_key`; ``ValueError`` for any name it could not have produced."""

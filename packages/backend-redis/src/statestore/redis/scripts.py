@@ -1,40 +1,28 @@
-"""Server-side Lua scripts: every write that touches several keys is one ``EVALSHA``, hence one round trip.
+"""Server-side Lua scripts: each write that touches several keys is one ``EVALSHA``, hence one round trip.
 
 All keys a script touches share the hash tag of one task or asset (see :mod:`.layout`), so the
-scripts run unchanged on Redis Cluster. The clear scripts derive value names from the index they
+scripts run unchanged on Redis Cluster. The chunk scripts derive value names from the index they
 read; those names are in the same slot as the declared keys, which Redis Cluster allows.
-Scripts are shared by the sync and the async client; each is loaded once per server (``EVAL``
-caches it after a ``NOSCRIPT`` reply).
+The backend registers them with redis-py (``register_script``), which calls them by SHA1 and
+loads them again after a ``NOSCRIPT`` reply (a restarted server, a failover, a new cluster node).
+
+No script runs for long: ``SET``/``DELETE`` touch a handful of keys, and ``CLEAR_CHUNK`` /
+``PRUNE_CHUNK`` handle at most ``ARGV[1]`` members per call (the client calls them until a call
+returns fewer), so a clear or cleanup of any size never blocks the server for more than a few ms.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
+__all__ = ["CLEAR_CHUNK", "DELETE", "PRUNE_CHUNK", "SET"]
 
-__all__ = ["CLEAR_SCOPE", "CLEAR_TASK", "DELETE", "SET", "Script"]
-
-
-@dataclass(frozen=True)
-class Script:
-    """A Lua script and its SHA1 (the name ``EVALSHA`` calls it by)."""
-
-    source: str
-    sha: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
-
-
-# Helpers shared by the scripts. Script arguments stay few (redis-py packs each one): the member
-# and the map index are read back from the key names, the expiry from the stored value's header.
-# An index (and a task's map-index set) expires with its latest member and persists while any
-# member never expires, so it never outlives its values. A write only ever moves those expiries
-# later, which Redis 7's ``PEXPIREAT ... GT`` does without reading the index (a persistent zset
-# counts as never expiring, so only a zset created by this write needs a plain ``PEXPIREAT``);
-# the exact re-derivation from the latest member runs only when an expiry may move earlier (a
-# delete of the latest member, a value's expiry brought forward). Entries of values that Redis
-# expired are pruned whenever an index gains a member, so an index stays as small as its live keys.
+# Helpers shared by the scripts. Script arguments stay few: the member and the map index are
+# read back from the key names, the expiry from the stored value's header. An index (and a
+# task's map-index set) expires with its latest member and persists while any member never
+# expires, so it never outlives its values. A write only ever moves those expiries later, which
+# Redis 7's ``PEXPIREAT ... GT`` does without reading the index (a persistent zset counts as never
+# expiring, so only a zset created by this write needs a plain ``PEXPIREAT``); the exact
+# re-derivation from the latest member runs only when an expiry may move earlier. Entries of
+# values that Redis expired are pruned whenever an index gains a member and by ``cleanup()``.
 _PRELUDE = """
 local function base_of(index) return string.sub(index, 1, -6) end  -- index = base .. '#keys'
 local function map_index_of(index) return string.match(base_of(index), '[^/]+$') end
@@ -47,9 +35,9 @@ local function expire_like_latest(zset)
   return top[2]
 end
 
-local function prune(zset)
+local function now_ms()
   local t = redis.call('TIME')
-  redis.call('ZREMRANGEBYSCORE', zset, '-inf', '(' .. t[1] .. string.format('%03d', math.floor(t[2] / 1000)))
+  return t[1] .. string.format('%03d', math.floor(t[2] / 1000))
 end
 
 -- Add member to zset with score expire_at ('inf': never) and make the zset's expiry cover it.
@@ -60,7 +48,7 @@ local function add_and_extend(zset, expire_at, member)
       if expire_at ~= 'inf' then redis.call('PEXPIREAT', zset, expire_at) end
       return true
     end
-    prune(zset)
+    redis.call('ZREMRANGEBYSCORE', zset, '-inf', '(' .. now_ms())
   end
   if expire_at == 'inf' then return redis.call('PERSIST', zset) == 1 end
   return redis.call('PEXPIREAT', zset, expire_at, 'GT') == 1
@@ -76,21 +64,20 @@ local function track(index, maps)
   end
 end
 
--- Delete every value listed in the index of the scope named base, and the index.
-local function drop_scope(base)
-  local index = base .. '#keys'
-  local members = redis.call('ZRANGE', index, 0, -1)
-  for i = 1, #members, 1000 do
+-- Remove index members (and, when base is given, their values) in one call.
+local function drop(index, base, members)
+  if #members == 0 then return 0 end
+  if base then
     local names = {}
-    for j = i, math.min(i + 999, #members) do names[#names + 1] = base .. '/' .. members[j] end
-    redis.call('DEL', unpack(names))
+    for i, member in ipairs(members) do names[i] = base .. '/' .. member end
+    redis.call('UNLINK', unpack(names))
   end
-  redis.call('DEL', index)
+  redis.call('ZREM', index, unpack(members))
   return #members
 end
 """
 
-SET = Script(
+SET = (
     _PRELUDE
     + """
 -- KEYS: value, index[, maps]  ARGV: '<expiry in epoch ms, or nothing>:<JSON>'
@@ -114,7 +101,7 @@ return 1
 """
 )
 
-DELETE = Script(
+DELETE = (
     _PRELUDE
     + """
 -- KEYS: value, index[, maps]
@@ -126,12 +113,15 @@ return removed
 """
 )
 
-CLEAR_SCOPE = Script(
+CLEAR_CHUNK = (
     _PRELUDE
     + """
--- KEYS: index[, maps]
-local removed = drop_scope(base_of(KEYS[1]))
-if KEYS[2] then
+-- KEYS: index[, maps]  ARGV: limit
+-- Delete up to limit values listed in the index, and their entries; returns how many. A call that
+-- returns fewer than limit emptied the index, and then takes its map index out of the task's set.
+local limit = tonumber(ARGV[1])
+local removed = drop(KEYS[1], base_of(KEYS[1]), redis.call('ZRANGE', KEYS[1], 0, limit - 1))
+if removed < limit and KEYS[2] then
   redis.call('ZREM', KEYS[2], map_index_of(KEYS[1]))
   expire_like_latest(KEYS[2])
 end
@@ -139,15 +129,16 @@ return removed
 """
 )
 
-CLEAR_TASK = Script(
+PRUNE_CHUNK = (
     _PRELUDE
     + """
--- KEYS: maps  ARGV: task base (prefix and hash tag)
-local removed = 0
-for _, map_index in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  removed = removed + drop_scope(ARGV[1] .. '/' .. map_index)
-end
-redis.call('DEL', KEYS[1])
+-- KEYS: index[, maps]  ARGV: limit
+-- Remove up to limit entries of values Redis already expired, then re-derive the index's expiry
+-- (and its map-index entry); returns how many.
+local limit = tonumber(ARGV[1])
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now_ms(), 'LIMIT', 0, limit)
+local removed = drop(KEYS[1], nil, expired)
+if removed > 0 then track(KEYS[1], KEYS[2]) end
 return removed
 """
 )
