@@ -11,26 +11,21 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
-import subprocess
-import time
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from statestore.core import Config
+from statestore.core.errors import StorageError
 from statestore.redis import RedisStoreBackend
+from statestore.redis.testing import LocalCluster, LocalSentinel, LocalServer, wait_for
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def reachable(url: str) -> bool:
@@ -43,46 +38,9 @@ def reachable(url: str) -> bool:
         client.close()
 
 
-class RedisServer:
-    """A private ``redis-server`` on a free loopback port, without persistence; stop() ends it."""
-
-    def __init__(self, directory: Path, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._command = [
-            "redis-server",
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-            *args,
-        ]
-        self._process: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(self._command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        pytest.fail(f"redis-server did not start listening on 127.0.0.1:{self.port} within 10 s")
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
-            self._process = None
+def need_redis_server() -> None:
+    if shutil.which("redis-server") is None:
+        pytest.fail("this test starts its own redis-server; install Redis >= 7.0 so that redis-server is on PATH")
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +54,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             f"no Redis server at {url} and no redis-server on PATH. Start one (e.g. `redis-server --port 6379` "
             "or `docker run -p 6379:6379 redis:7`) or point STATESTORE_TEST_REDIS_URL at a server."
         )
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server = LocalServer(tmp_path_factory.mktemp("redis"))
     try:
         yield server.url
     finally:
@@ -104,14 +62,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+def private_redis(tmp_path: Path) -> Iterator[Callable[..., LocalServer]]:
     """Start private redis-server processes (extra arguments allowed); all are stopped afterwards."""
-    if shutil.which("redis-server") is None:
-        pytest.fail("this test starts its own redis-server; install Redis so that redis-server is on PATH")
-    servers: list[RedisServer] = []
+    need_redis_server()
+    servers: list[LocalServer] = []
 
-    def start(*args: str) -> RedisServer:
-        servers.append(RedisServer(tmp_path, *args))
+    def start(*args: str) -> LocalServer:
+        servers.append(LocalServer(tmp_path / f"server{len(servers)}", *args))
         return servers[-1]
 
     yield start
@@ -166,3 +123,101 @@ def redis_section(redis_url: str, admin: redis.Redis) -> Iterator[dict[str, str]
 @pytest.fixture
 def backend(make_backend: Callable[..., RedisStoreBackend]) -> RedisStoreBackend:
     return make_backend()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A Redis Cluster of three primaries and a replica of the first, started from redis-server for the session."""
+    need_redis_server()
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"), replicas=1)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSentinel]:
+    """A primary, a replica and three sentinels, started from redis-server for the session."""
+    need_redis_server()
+    sentinel = LocalSentinel(tmp_path_factory.mktemp("sentinel"))
+    yield sentinel
+    sentinel.stop()
+
+
+class Workload:
+    """Writer threads setting fresh keys until stopped; remembers every acknowledged write.
+
+    A write that raises is not acknowledged and may or may not have happened; one that returned
+    must be readable afterwards, whatever happened to the servers in between.
+    """
+
+    def __init__(self, backend: RedisStoreBackend, scopes: list[Any], threads: int = 4) -> None:
+        self.backend = backend
+        self.acked: list[tuple[Any, str, str]] = []
+        self.failed = 0
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._write, args=(n, scopes[n % len(scopes)]), daemon=True) for n in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _write(self, n: int, scope: Any) -> None:
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            key, value = f"w{n}-{i}", f'"{n}:{i}"'
+            try:
+                self.backend.set(scope, key, value)
+            except StorageError:
+                self.failed += 1
+                continue
+            self.acked.append((scope, key, value))
+
+    def wait_for_more(self, count: int, timeout: float = 30) -> None:
+        """Wait until ``count`` more writes than now were acknowledged."""
+        target = len(self.acked) + count
+        wait_for(lambda: len(self.acked) >= target, f"{count} more acknowledged writes", timeout)
+
+    def stop(self) -> list[tuple[Any, str, str]]:
+        """Stop the writers; return the acknowledged writes that cannot be read back."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        return [(s, k, v) for s, k, v in self.acked if self.backend.get(s, k) != v]
+
+
+@pytest.fixture
+def workload() -> Iterator[Callable[..., Workload]]:
+    """Start :class:`Workload` writer threads; any still running are stopped afterwards."""
+    started: list[Workload] = []
+
+    def start(backend: RedisStoreBackend, scopes: list[Any], threads: int = 4) -> Workload:
+        started.append(Workload(backend, scopes, threads))
+        return started[-1]
+
+    yield start
+    for load in started:
+        load._stop.set()
+
+
+@pytest.fixture
+def cluster_admin(redis_cluster: LocalCluster) -> Iterator[RedisCluster]:
+    client = redis_cluster.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def make_cluster_backend(
+    make_backend: Callable[..., RedisStoreBackend], redis_cluster: LocalCluster, cluster_admin: RedisCluster
+) -> Iterator[Callable[..., RedisStoreBackend]]:
+    """Backends on the test cluster (``cluster = True``, the url names one node), each under its own prefix."""
+    made: list[RedisStoreBackend] = []
+
+    def make(**kwargs: Any) -> RedisStoreBackend:
+        made.append(make_backend(url=redis_cluster.url, cluster=True, **kwargs))
+        return made[-1]
+
+    yield make
+    for backend in made:
+        delete_prefix(cluster_admin, backend.key_prefix)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
@@ -122,14 +123,30 @@ class _Errors:
             ) from exc
 
 
+def _owned(client: Any) -> Iterator[Any]:
+    """Close what closing ``client`` leaves open, yielding what the async twins return to await.
+
+    A client built on a pool of ours leaves the pool open, and a Sentinel-managed client leaves
+    its connections to the sentinels open.
+    """
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:
+        return
+    yield pool.disconnect()
+    manager = getattr(pool, "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", ()):
+        yield sentinel.aclose() if asyncio.iscoroutinefunction(sentinel.close) else sentinel.close()
+
+
 class _Side:
     """A client and the scripts registered with it: the sync one, or one event loop's."""
 
-    __slots__ = ("clear", "client", "delete", "guard", "prune", "set")
+    __slots__ = ("clear", "client", "delete", "guard", "prune", "ready", "set")
 
-    def __init__(self, client: Any, guard: asyncio.Task[None] | None = None) -> None:
+    def __init__(self, client: Any) -> None:
         self.client = client
-        self.guard = guard
+        self.guard: asyncio.Task[None] | None = None
+        self.ready: asyncio.Future[None] | None = None  # an async cluster client's first topology discovery
         self.set = client.register_script(SET)
         self.delete = client.register_script(DELETE)
         self.clear = client.register_script(CLEAR_CHUNK)
@@ -325,12 +342,14 @@ class RedisStoreBackend(BaseStoreBackend):
                 side = self._sync_side
         return side
 
-    def _async(self) -> _Side:
+    async def _async(self) -> _Side:
         """The running event loop's client (redis.asyncio connections belong to one loop) and its scripts.
 
         A guard task, cancelled when the loop shuts down (``asyncio.run``, ``asyncio.Runner`` and
         pytest-asyncio cancel pending tasks before closing), closes the client inside that loop;
         clients of loops closed without that are dropped here, so none outlives its loop for long.
+        An async cluster client discovers the topology once, before any command: redis-py's async
+        RedisCluster fails commands issued concurrently with its first discovery.
         """
         loop = asyncio.get_running_loop()
         side = self._async_sides.get(loop)
@@ -339,19 +358,34 @@ class RedisStoreBackend(BaseStoreBackend):
                 del self._async_sides[closed]
             with self._errors("CONNECT"):
                 side = _Side(self._new_async_client())
-            side.guard = loop.create_task(self._close_with_loop(loop, side.client))
+            side.ready = loop.create_future() if self.cluster else None
+            side.guard = loop.create_task(self._guard(loop, side))
             self._async_sides[loop] = side
+        if side.ready is not None:
+            with self._errors("CONNECT"):
+                await asyncio.shield(side.ready)
         return side
 
-    async def _close_with_loop(self, loop: asyncio.AbstractEventLoop, client: Any) -> None:
+    async def _guard(self, loop: asyncio.AbstractEventLoop, side: _Side) -> None:
+        """Discover a cluster's topology, then wait for the loop's shutdown and close the client."""
         try:
+            if side.ready is not None:
+                try:
+                    await side.client.initialize()
+                except (redis.RedisError, RedisClusterException, OSError) as exc:
+                    side.ready.set_exception(exc)  # the waiting operations raise it; the next one starts afresh
+                    return
+                side.ready.set_result(None)
+                side.ready = None
             await asyncio.Event().wait()
         finally:
-            self._async_sides.pop(loop, None)
-            await client.aclose()
-            pool = getattr(client, "connection_pool", None)  # a Redis client given a pool leaves it open
-            if pool is not None:
-                await pool.disconnect()
+            if side.ready is not None and not side.ready.done():
+                side.ready.cancel()
+            if self._async_sides.get(loop) is side:
+                del self._async_sides[loop]
+            await side.client.aclose()
+            for closing in _owned(side.client):
+                await closing
 
     def close(self) -> None:
         """Close the sync connections (they reopen on next use)."""
@@ -359,9 +393,8 @@ class RedisStoreBackend(BaseStoreBackend):
             side, self._sync_side = self._sync_side, None
         if side is not None:
             side.client.close()
-            pool = getattr(side.client, "connection_pool", None)
-            if pool is not None:
-                pool.disconnect()
+            for _ in _owned(side.client):
+                pass
 
     async def aclose(self) -> None:
         """Close the asyncio connections of the running event loop (they reopen on next use)."""
@@ -404,7 +437,7 @@ class RedisStoreBackend(BaseStoreBackend):
         """Async twin of :meth:`_run`."""
         if not self.wait_replicas:
             return await script(keys=keys, args=args)
-        client = self._async().client
+        client = script.registered_client
         for _ in range(2):
             pipe = client.pipeline(transaction=False)
             pipe.evalsha(script.sha, len(keys), *keys, *args)
@@ -491,19 +524,19 @@ class RedisStoreBackend(BaseStoreBackend):
 
     async def _aget(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
         with self._errors("GET"):
-            return _entry(await self._async().client.get(self.layout.value_key(scope, key)))
+            return _entry(await (await self._async()).client.get(self.layout.value_key(scope, key)))
 
     async def _aset(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
         with self._errors("SET"):
-            await self._arun("SET", self._async().set, *self._set_args(scope, key, value, expires_at))
+            await self._arun("SET", (await self._async()).set, *self._set_args(scope, key, value, expires_at))
 
     async def _adelete(self, scope: StoreScope, key: str, session: Any) -> None:
         with self._errors("DELETE"):
-            await self._arun("DELETE", self._async().delete, self._delete_keys(scope, key), [])
+            await self._arun("DELETE", (await self._async()).delete, self._delete_keys(scope, key), [])
 
     async def _aclear_index(self, scope: StoreScope) -> None:
         keys = list(self.layout.tracking_keys(scope))
-        while await self._arun("CLEAR", self._async().clear, keys, [str(CHUNK)]) >= CHUNK:
+        while await self._arun("CLEAR", (await self._async()).clear, keys, [str(CHUNK)]) >= CHUNK:
             pass
 
     async def _aclear(self, scope: StoreScope, all_map_indices: bool, session: Any) -> None:
@@ -512,13 +545,15 @@ class RedisStoreBackend(BaseStoreBackend):
                 await self._aclear_index(scope)
                 return
             maps = self.layout.maps_key(scope)
-            while map_indices := await self._async().client.zrange(maps, 0, CHUNK - 1):
+            while map_indices := await (await self._async()).client.zrange(maps, 0, CHUNK - 1):
                 for map_scope in self._map_scopes(scope, map_indices):
                     await self._aclear_index(map_scope)
 
     async def _akeys(self, scope: StoreScope, session: Any) -> list[str]:
         with self._errors("ZRANGEBYSCORE"):
-            members = await self._async().client.zrangebyscore(self.layout.index_key(scope), self._live_min(), "+inf")
+            members = await (await self._async()).client.zrangebyscore(
+                self.layout.index_key(scope), self._live_min(), "+inf"
+            )
         return _decode_members(members)
 
     # -- worker-side references -----------------------------------------------------------------------
