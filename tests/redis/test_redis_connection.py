@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 import threading
@@ -19,6 +20,7 @@ from statestore.core import Config, TaskScope
 from statestore.core.config import load_config
 from statestore.core.errors import ConfigurationError, StorageError
 from statestore.redis import RedisStoreBackend
+from statestore.redis.backend import CHUNK
 
 SCOPE = TaskScope("dag", "run", "task")
 
@@ -214,3 +216,104 @@ def test_invalid_settings_are_refused(settings: dict[str, str], message: str) ->
     with pytest.raises(ConfigurationError, match=message) as info:
         RedisStoreBackend(config=Config.from_dict({"statestore_redis": settings}))
     assert "hunter2" not in str(info.value)
+
+
+def test_max_connections_caps_concurrency_not_threads(
+    make_backend: Callable[..., RedisStoreBackend], admin: redis.Redis
+) -> None:
+    """Each operation borrows a connection: more threads than max_connections wait their turn, none fails."""
+    backend = make_backend(max_connections=2)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(50):
+                backend.set(SCOPE, f"t{n}-{i}", '"v"')
+                assert backend.get(SCOPE, f"t{n}-{i}") == '"v"'
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(backend.keys(SCOPE)) == 400
+    assert 1 <= len([c for c in admin.client_list() if c.get("name") == backend._options["client_name"]]) <= 2
+
+
+def test_async_clients_are_closed_with_their_event_loops(backend: RedisStoreBackend) -> None:
+    for _ in range(5):
+        asyncio.run(backend.aset(SCOPE, "k", '"v"'))
+    assert backend._async_sides == {}  # asyncio.run cancelled each guard, which closed its client
+    for _ in range(5):
+        loop = asyncio.new_event_loop()
+        assert loop.run_until_complete(backend.aget(SCOPE, "k")) == '"v"'
+        loop.run_until_complete(backend.aclose())
+        loop.close()
+    assert backend._async_sides == {}
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # Python's own, for the open sockets
+def test_clients_of_loops_closed_abruptly_are_dropped(backend: RedisStoreBackend) -> None:
+    for _ in range(5):
+        loop = asyncio.new_event_loop()
+        assert loop.run_until_complete(backend.aget(SCOPE, "k")) is None
+        loop.close()  # no task cancelled, no aclose(): the next loop's first operation drops the client
+    assert len(backend._async_sides) == 1
+    assert asyncio.run(backend.aget(SCOPE, "k")) is None  # drops the last one, closes its own
+    assert backend._async_sides == {}
+    gc.collect()  # here, where Python's warnings about the sockets left open are expected
+
+
+def test_clear_and_cleanup_of_100_000_keys_never_block_the_server(
+    private_redis: Callable[..., Any], make_backend: Callable[..., RedisStoreBackend]
+) -> None:
+    """Clear and cleanup of 100,000 keys run as hundreds of short scripts, about 1 ms of server time each.
+
+    The budget is 10 ms per script. A loaded host can deschedule the server in the middle of any
+    command, so the test bounds the mean server time per script (INFO commandstats) and allows a
+    few SLOWLOG entries above 10 ms out of hundreds of calls; one long script would show as a
+    mean far above 2 ms.
+    """
+    server = private_redis("--slowlog-log-slower-than", "10000")
+    backend = make_backend(url=server.url)
+    admin = server.client()
+    index = backend.layout.index_key(SCOPE)
+    backend.set(SCOPE, "kept", '"k"')  # the index persists: cleanup has to prune it entry by entry
+    soon = int(time.time() * 1000) + 300
+    fill(admin, backend, index, lambda i: (f"{soon}:1", soon, soon))
+    time.sleep(0.4)  # let every value expire: cleanup then prunes 100,000 index entries
+    admin.config_resetstat()
+    admin.slowlog_reset()
+    assert backend.cleanup().removed == 100_000
+    assert backend.keys(SCOPE) == ["kept"]
+    assert_short_scripts(admin, backend, calls=100_000 // CHUNK)
+    fill(admin, backend, index, lambda i: (":1", None, "inf"))
+    admin.config_resetstat()
+    admin.slowlog_reset()
+    backend.clear(SCOPE)
+    assert admin.dbsize() == 0
+    assert_short_scripts(admin, backend, calls=100_000 // CHUNK)
+    admin.close()
+
+
+def fill(admin: redis.Redis, backend: RedisStoreBackend, index: str, entry: Callable[[int], tuple[Any, ...]]) -> None:
+    """Write 100,000 values of SCOPE and their index entries directly (value, PXAT or None, score)."""
+    for start in range(0, 100_000, 10_000):
+        pipe = admin.pipeline(transaction=False)
+        for i in range(start, start + 10_000):
+            value, pxat, score = entry(i)
+            pipe.set(backend.layout.value_key(SCOPE, f"k{i}"), value, pxat=pxat)
+            pipe.zadd(index, {f"k{i}": score})
+        pipe.execute()
+
+
+def assert_short_scripts(admin: redis.Redis, backend: RedisStoreBackend, calls: int) -> None:
+    stats = admin.info("commandstats")["cmdstat_evalsha"]
+    assert stats["calls"] >= calls
+    assert stats["usec_per_call"] < 2000, stats
+    ours = backend._options["client_name"]
+    slow = [e for e in admin.slowlog_get(100) if e.get("client_name") in (ours, ours.encode())]
+    assert len(slow) <= max(3, calls // 50), slow

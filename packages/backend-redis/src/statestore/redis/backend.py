@@ -383,6 +383,8 @@ class RedisStoreBackend(BaseStoreBackend):
                 side.ready.cancel()
             if self._async_sides.get(loop) is side:
                 del self._async_sides[loop]
+            if loop.is_closed():  # collected after an abrupt loop.close(): nothing can be awaited any more
+                return  # noqa: B012
             await side.client.aclose()
             for closing in _owned(side.client):
                 await closing
