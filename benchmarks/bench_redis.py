@@ -1,11 +1,18 @@
-"""RedisStoreBackend (and StateStore accessors on it) beside raw redis-py on the same server, in the same run.
+"""RedisStoreBackend (and StateStore accessors on it) beside raw redis-py with the same connection model.
 
-Usage: ``nox -s bench -- redis [--ops N] [--rounds R] [--payload-bytes B] [--url URL]`` or
-``python benchmarks/bench_redis.py``. Every variant runs blocks of ``--ops`` sequential operations
-on one connection, ``--rounds`` blocks interleaved with the other variants (so that load from
-other processes hits all alike); the table shows median and best ops/s and the median of the
-per-block ratios to the raw client. Round trips per operation are
-the commands the server saw from each client (MONITOR, see ``statestore.redis.testing``).
+Usage: ``nox -s bench -- redis [--ops N] [--rounds R] [--payload-bytes B] [--url URL] [--skip PART ...]``
+or ``python benchmarks/bench_redis.py``. Parts, each printed as a table:
+
+* ``single``: one thread, set/get/delete in ``--rounds`` interleaved blocks of ``--ops`` sequential
+  operations per variant (so that load from other processes hits all alike); median and best ops/s
+  and the median of the per-block ratios to raw redis-py with the backend's connection model (a
+  pooled client: a connection borrowed per command), and to raw redis-py holding one connection per
+  thread; round trips per operation as the server saw them (MONITOR).
+* ``async``: the same with ``redis.asyncio``.
+* ``servertime``: server time per operation from ``INFO commandstats`` on a private redis-server.
+* ``concurrency``: 8 processes x 2 threads against raw redis-py at equal concurrency (total ops/s).
+* ``cluster``: the single-thread workload on a private 3-primary Redis Cluster beside raw ``RedisCluster``.
+* ``clear``: the longest PING round trip of another client while ``clear`` deletes 100,000 keys.
 """
 
 from __future__ import annotations
@@ -13,21 +20,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import secrets
 import statistics
+import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import redis
 import redis.asyncio as aredis
+from redis.cluster import RedisCluster
 
-from statestore.core import Config, TaskScope
+from statestore.core import Config, StateStore, TaskScope
 from statestore.redis import RedisStoreBackend
-from statestore.redis.testing import CommandCounter
+from statestore.redis.testing import CommandCounter, LocalCluster, LocalServer
 
 OPS = ("set", "get", "delete")
+SCOPE = TaskScope("bench_dag", "manual__2024-01-01T00:00:00+00:00", "extract", 3)
+KEYS = [f"progress-{i}" for i in range(1000)]
+PARTS = ("single", "async", "servertime", "concurrency", "cluster", "clear")
 
 
 @dataclass
@@ -45,57 +62,50 @@ def payload(size: int) -> str:
     return json.dumps({"job_id": "j-123", "progress": 0.5, "pad": "x" * max(0, size - len(text))})
 
 
+def backend_for(url: str, prefix: str, **kwargs: Any) -> RedisStoreBackend:
+    return RedisStoreBackend(url, key_prefix=prefix, config=Config.from_dict({}), **kwargs)
+
+
+def raw_calls(client: Any, key: str, value: str) -> dict[str, Callable[[int], object]]:
+    """Plain SET/GET/DEL of keys as long as the backend's, with the same payload."""
+    return {
+        "set": lambda i: client.set(f"{key}{i % 1000}", value),
+        "get": lambda i: client.get(f"{key}{i % 1000}"),
+        "delete": lambda i: client.delete(f"{key}{i % 1000}"),
+    }
+
+
+def backend_calls(backend: RedisStoreBackend, value: str) -> dict[str, Callable[[int], object]]:
+    return {
+        "set": lambda i: backend.set(SCOPE, KEYS[i % 1000], value),
+        "get": lambda i: backend.get(SCOPE, KEYS[i % 1000]),
+        "delete": lambda i: backend.delete(SCOPE, KEYS[i % 1000]),
+    }
+
+
 def sync_variants(url: str, prefix: str, value: str) -> tuple[list[Variant], list[Callable[[], None]]]:
-    raw = redis.Redis.from_url(url, client_name=f"{prefix}raw")
-    backend = RedisStoreBackend(url, key_prefix=prefix, client_name=f"{prefix}backend", config=Config.from_dict({}))
-    scope = TaskScope("bench_dag", "manual__2024-01-01T00:00:00+00:00", "extract", 3)
-    raw_key = backend.layout.value_key(scope, "k")  # the same key length and payload as the backend writes
-    keys = [f"progress-{i % 1000}" for i in range(1000)]
-    variants = [
-        Variant(
-            "raw redis-py",
-            f"{prefix}raw",
-            {
-                "set": lambda i: raw.set(f"{raw_key}{i % 1000}", value),
-                "get": lambda i: raw.get(f"{raw_key}{i % 1000}"),
-                "delete": lambda i: raw.delete(f"{raw_key}{i % 1000}"),
-            },
-        ),
-        Variant(
-            "RedisStoreBackend",
-            f"{prefix}backend",
-            {
-                "set": lambda i: backend.set(scope, keys[i % 1000], value),
-                "get": lambda i: backend.get(scope, keys[i % 1000]),
-                "delete": lambda i: backend.delete(scope, keys[i % 1000]),
-            },
-        ),
-    ]
-    closers: list[Callable[[], None]] = [raw.close, backend.close]
-    try:
-        from statestore.core import StateStore
-    except ImportError:
-        print("(StateStore not available in this checkout: accessor rows skipped)")
-        return variants, closers
-    accessor_backend = RedisStoreBackend(
-        url, key_prefix=f"{prefix}acc:", client_name=f"{prefix}accessor", config=Config.from_dict({})
-    )
-    store = StateStore(backend=accessor_backend, config=Config.from_dict({}))
-    accessor = store.task_store(scope.dag_id, scope.run_id, scope.task_id, scope.map_index)
+    backend = backend_for(url, prefix, client_name=f"{prefix}backend")
+    raw_key = backend.layout.value_key(SCOPE, "k")  # the same key length and payload as the backend writes
+    pooled = redis.Redis.from_url(url, client_name=f"{prefix}raw")
+    per_thread = redis.Redis.from_url(url, client_name=f"{prefix}raw1", single_connection_client=True)
+    accessor_backend = backend_for(url, f"{prefix}acc:", client_name=f"{prefix}accessor")
+    accessor = StateStore(backend=accessor_backend, config=Config.from_dict({})).task_store(SCOPE)
     document = json.loads(value)
-    variants.append(
+    variants = [
+        Variant("raw redis-py (pooled)", f"{prefix}raw", raw_calls(pooled, raw_key, value)),
+        Variant("raw redis-py (1 conn)", f"{prefix}raw1", raw_calls(per_thread, raw_key, value)),
+        Variant("RedisStoreBackend", f"{prefix}backend", backend_calls(backend, value)),
         Variant(
             "StateStore accessor",
             f"{prefix}accessor",
             {
-                "set": lambda i: accessor.set(keys[i % 1000], document),
-                "get": lambda i: accessor.get(keys[i % 1000]),
-                "delete": lambda i: accessor.delete(keys[i % 1000]),
+                "set": lambda i: accessor.set(KEYS[i % 1000], document),
+                "get": lambda i: accessor.get(KEYS[i % 1000]),
+                "delete": lambda i: accessor.delete(KEYS[i % 1000]),
             },
-        )
-    )
-    closers.append(accessor_backend.close)
-    return variants, closers
+        ),
+    ]
+    return variants, [pooled.close, per_thread.close, backend.close, accessor_backend.close]
 
 
 def block_rates(variants: list[Variant], ops: int, rounds: int) -> dict[tuple[str, str], list[float]]:
@@ -126,10 +136,8 @@ def round_trips(url: str, variants: list[Variant], sample: int = 200) -> dict[tu
 
 async def async_rates(url: str, prefix: str, value: str, ops: int, rounds: int) -> dict[tuple[str, str], list[float]]:
     raw = aredis.Redis.from_url(url)
-    backend = RedisStoreBackend(url, key_prefix=f"{prefix}async:", config=Config.from_dict({}))
-    scope = TaskScope("bench_dag", "manual__2024-01-01T00:00:00+00:00", "extract", 3)
-    raw_key = backend.layout.value_key(scope, "k")
-    keys = [f"progress-{i % 1000}" for i in range(1000)]
+    backend = backend_for(url, f"{prefix}async:")
+    raw_key = backend.layout.value_key(SCOPE, "k")
     calls: dict[str, dict[str, Callable[[int], Awaitable[object]]]] = {
         "raw redis.asyncio": {
             "set": lambda i: raw.set(f"{raw_key}{i % 1000}", value),
@@ -137,9 +145,9 @@ async def async_rates(url: str, prefix: str, value: str, ops: int, rounds: int) 
             "delete": lambda i: raw.delete(f"{raw_key}{i % 1000}"),
         },
         "RedisStoreBackend async": {
-            "set": lambda i: backend.aset(scope, keys[i % 1000], value),
-            "get": lambda i: backend.aget(scope, keys[i % 1000]),
-            "delete": lambda i: backend.adelete(scope, keys[i % 1000]),
+            "set": lambda i: backend.aset(SCOPE, KEYS[i % 1000], value),
+            "get": lambda i: backend.aget(SCOPE, KEYS[i % 1000]),
+            "delete": lambda i: backend.adelete(SCOPE, KEYS[i % 1000]),
         },
     }
     rates: dict[tuple[str, str], list[float]] = {}
@@ -152,24 +160,209 @@ async def async_rates(url: str, prefix: str, value: str, ops: int, rounds: int) 
                 rates.setdefault((name, op), []).append(ops / (time.perf_counter() - start))
     await raw.aclose()
     await backend.aclose()
-    backend.close()
     return rates
 
 
 def table(title: str, rates: dict[tuple[str, str], list[float]], trips: dict[tuple[str, str], float] | None) -> None:
-    """Median ops/s per variant and the median of the per-block ratios to the raw client (paired blocks)."""
+    """Median ops/s per variant and the medians of the per-block ratios to the raw client(s) (paired blocks)."""
     names = list(dict.fromkeys(name for name, _ in rates))
-    baseline = names[0]
+    baselines = [name for name in names if name.startswith("raw")]
     print(f"\n{title}")
-    header = f"{'client':<24}{'op':<8}{'median ops/s':>14}{'best ops/s':>12}{'vs raw':>9}"
+    header = f"{'client':<26}{'op':<8}{'median ops/s':>14}{'best ops/s':>12}"
+    header += "".join(f"{'vs ' + ('pooled' if '1 conn' not in b else '1 conn'):>11}" for b in baselines)
     print(header + (f"{'round trips/op':>16}" if trips else ""))
     print("-" * (len(header) + (16 if trips else 0)))
     for op in OPS:
         for name in names:
             blocks = rates[name, op]
-            ratio = statistics.median(a / b for a, b in zip(blocks, rates[baseline, op], strict=True))
-            line = f"{name:<24}{op:<8}{statistics.median(blocks):>14,.0f}{max(blocks):>12,.0f}{ratio:>8.2f}x"
+            line = f"{name:<26}{op:<8}{statistics.median(blocks):>14,.0f}{max(blocks):>12,.0f}"
+            for baseline in baselines:
+                ratio = statistics.median(a / b for a, b in zip(blocks, rates[baseline, op], strict=True))
+                line += f"{ratio:>10.2f}x"
             print(line + (f"{trips[name, op]:>16.2f}" if trips else ""))
+
+
+def server_time(directory: Path, value: str, count: int = 20_000) -> None:
+    """Server microseconds per operation (INFO commandstats) on a private server: backend vs plain commands."""
+    server = LocalServer(directory / "servertime")
+    admin = server.client()
+    backend = backend_for(server.url, "st:")
+    raw_key = backend.layout.value_key(SCOPE, "k")
+    print(f"\nserver time per operation (INFO commandstats, private redis-server, {count:,} operations each)")
+    print(f"{'operation':<48}{'us/op':>8}{'vs plain':>10}")
+    print("-" * 66)
+    measured: dict[str, float] = {}
+
+    def measure(label: str, run: Callable[[int], object]) -> float:
+        for i in range(200):  # warm up: scripts loaded, keys created
+            run(i)
+        admin.config_resetstat()
+        for i in range(count):
+            run(i)
+        stats = admin.info("commandstats")
+        usec = sum(v["usec"] for k, v in stats.items() if "config" not in k and "info" not in k)
+        measured[label] = usec / count
+        return measured[label]
+
+    plain = {
+        "set": measure("plain SET", lambda i: admin.set(f"{raw_key}{i % 1000}", value)),
+        "get": measure("plain GET", lambda i: admin.get(f"{raw_key}{i % 1000}")),
+    }
+    later = datetime.now(timezone.utc) + timedelta(days=30)
+    rows = [
+        ("backend set (overwrite, never expires)", "set", lambda i: backend.set(SCOPE, KEYS[i % 1000], value)),
+        (
+            "backend set (overwrite, 30-day expiry)",
+            "set",
+            lambda i: backend.set(SCOPE, KEYS[i % 1000], value, expires_at=later),
+        ),
+        ("backend get", "get", lambda i: backend.get(SCOPE, KEYS[i % 1000])),
+    ]
+    for label, kind, run in rows:
+        usec = measure(label, run)
+        print(f"{label:<48}{usec:>8.2f}{usec / plain[kind]:>9.1f}x")
+    for label in ("plain SET", "plain GET"):
+        print(f"{label:<48}{measured[label]:>8.2f}{1:>9.1f}x")
+
+    def set_then_delete(i: int) -> None:
+        backend.set(SCOPE, KEYS[i % 1000], value)
+        backend.delete(SCOPE, KEYS[i % 1000])
+
+    both = measure("set + delete", set_then_delete)
+    delete = both - measured["backend set (overwrite, never expires)"]
+    admin.config_resetstat()
+    for i in range(count):
+        admin.set(f"{raw_key}{i % 1000}", value)
+        admin.delete(f"{raw_key}{i % 1000}")
+    stats = admin.info("commandstats")
+    plain_delete = stats["cmdstat_del"]["usec"] / count
+    print(f"{'backend delete (of an existing key)':<48}{delete:>8.2f}{delete / plain_delete:>9.1f}x")
+    print(f"{'plain DEL':<48}{plain_delete:>8.2f}{1:>9.1f}x")
+    backend.close()
+    admin.close()
+    server.stop()
+
+
+def _concurrent_worker(kind: str, url: str, prefix: str, value: str, seconds: float, go: Any, out: Any) -> None:
+    """One process of the concurrency run: two threads doing set/get/delete until ``seconds`` passed."""
+    if kind == "raw":
+        client = redis.Redis.from_url(url)
+        key = f"{prefix}raw:{os.getpid()}:"
+        calls = raw_calls(client, key, value)
+    else:
+        backend = backend_for(url, f"{prefix}{os.getpid()}:")
+        calls = backend_calls(backend, value)
+    counts = [0, 0]
+    calls["set"](0)  # connected (and the script loaded) before the clock starts
+    out.put(0)
+    go.wait()
+    deadline = time.monotonic() + seconds
+
+    def work(n: int) -> None:
+        i = n * 100_000
+        while time.monotonic() < deadline:
+            for op in OPS:
+                calls[op](i)
+            i += 1
+            counts[n] += 3
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out.put(sum(counts))
+
+
+def concurrency(url: str, prefix: str, value: str, seconds: float, rounds: int) -> None:
+    """Total ops/s of 8 processes x 2 threads, raw redis-py (pooled) and the backend, alternating runs."""
+    context = multiprocessing.get_context("spawn")
+    totals: dict[str, list[float]] = {"raw": [], "backend": []}
+    for _ in range(rounds):
+        for kind in totals:
+            out, go = context.Queue(), context.Event()
+            procs = [
+                context.Process(target=_concurrent_worker, args=(kind, url, prefix, value, seconds, go, out))
+                for _ in range(8)
+            ]
+            for proc in procs:
+                proc.start()
+            for _ in procs:  # every process imported and connected
+                out.get(timeout=120)
+            go.set()
+            done = sum(out.get(timeout=120) for _ in procs)
+            for proc in procs:
+                proc.join()
+            totals[kind].append(done / seconds)
+    print(f"\nconcurrency: 8 processes x 2 threads, set+get+delete for {seconds:.0f} s, {rounds} alternating runs")
+    print(f"{'client':<26}{'median ops/s':>14}{'vs raw':>9}")
+    print("-" * 49)
+    raw = statistics.median(totals["raw"])
+    for kind, label in (("raw", "raw redis-py (pooled)"), ("backend", "RedisStoreBackend")):
+        median = statistics.median(totals[kind])
+        print(f"{label:<26}{median:>14,.0f}{median / raw:>8.2f}x")
+
+
+def cluster(directory: Path, value: str, ops: int, rounds: int) -> None:
+    """The single-thread workload on a private 3-primary cluster: raw RedisCluster vs the backend."""
+    local = LocalCluster(directory / "cluster")
+    try:
+        raw = RedisCluster.from_url(local.url)
+        backend = backend_for(local.url, "bench:", cluster=True)
+        variants = [
+            Variant("raw RedisCluster", "", raw_calls(raw, backend.layout.value_key(SCOPE, "k"), value)),
+            Variant("RedisStoreBackend cluster", "", backend_calls(backend, value)),
+        ]
+        table("Redis Cluster (3 primaries, private redis-server processes)", block_rates(variants, ops, rounds), None)
+        raw.close()
+        backend.close()
+    finally:
+        local.stop()
+
+
+def clear_block(directory: Path, keys: int = 100_000) -> None:
+    """Longest PING round trip of another client while ``clear`` deletes ``keys`` keys, beside idle PINGs."""
+    server = LocalServer(directory / "clear")
+    admin = server.client()
+    backend = backend_for(server.url, "clear:")
+    index = backend.layout.index_key(SCOPE)
+    for start in range(0, keys, 10_000):
+        pipe = admin.pipeline(transaction=False)
+        for i in range(start, min(keys, start + 10_000)):
+            pipe.set(backend.layout.value_key(SCOPE, f"k{i}"), ":1")
+            pipe.zadd(index, {f"k{i}": "inf"})
+        pipe.execute()
+
+    def longest_ping(during: Callable[[], object]) -> tuple[float, float]:
+        stop = threading.Event()
+        pings: list[float] = []
+
+        def ping() -> None:
+            with server.client() as client:
+                while not stop.is_set():
+                    start = time.perf_counter()
+                    client.ping()
+                    pings.append(time.perf_counter() - start)
+
+        thread = threading.Thread(target=ping)
+        thread.start()
+        started = time.perf_counter()
+        during()
+        took = time.perf_counter() - started
+        stop.set()
+        thread.join()
+        return max(pings) * 1000, took
+
+    idle, _ = longest_ping(lambda: time.sleep(1))
+    admin.config_resetstat()
+    during, took = longest_ping(lambda: backend.clear(SCOPE))
+    stats = admin.info("commandstats")["cmdstat_evalsha"]
+    print(f"\nclear of {keys:,} keys (private redis-server): {took:.2f} s in {stats['calls']} scripts of")
+    print(f"{stats['usec_per_call'] / 1000:.2f} ms server time each (INFO commandstats);")
+    print(f"longest PING round trip of another client: {during:.1f} ms during the clear, {idle:.1f} ms idle")
+    backend.close()
+    admin.close()
+    server.stop()
 
 
 def cleanup(url: str, prefix: str) -> None:
@@ -184,23 +377,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("STATESTORE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--ops", type=int, default=1000, help="operations per variant and block")
-    parser.add_argument("--rounds", type=int, default=30, help="interleaved blocks per variant")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved blocks per variant")
     parser.add_argument("--payload-bytes", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=5, help="length of each concurrency run")
+    parser.add_argument("--skip", nargs="*", default=[], choices=PARTS, help="parts to leave out")
     args = parser.parse_args()
     prefix = f"ssbench:{secrets.token_hex(4)}:"
     value = payload(args.payload_bytes)
-    version = redis.Redis.from_url(args.url).info("server")["redis_version"]
-    print(f"Redis {version} at {args.url}; redis-py {redis.__version__}")
+    with redis.Redis.from_url(args.url) as info:
+        version = info.info("server")["redis_version"]
+    print(f"Redis {version} at {args.url}; redis-py {redis.__version__}; {os.cpu_count()} CPUs")
     print(f"{args.rounds} interleaved blocks of {args.ops} sequential ops per variant, {len(value)}-byte JSON values")
-    variants, closers = sync_variants(args.url, prefix, value)
-    try:
-        rates = block_rates(variants, args.ops, args.rounds)
-        table("sync", rates, round_trips(args.url, variants))
-        table("async", asyncio.run(async_rates(args.url, prefix, value, args.ops, args.rounds)), None)
-    finally:
-        for close in closers:
-            close()
-        cleanup(args.url, prefix)
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        try:
+            if "single" not in args.skip:
+                variants, closers = sync_variants(args.url, prefix, value)
+                rates = block_rates(variants, args.ops, args.rounds)
+                table("single node, one thread", rates, round_trips(args.url, variants))
+                for close in closers:
+                    close()
+            if "async" not in args.skip:
+                table("async", asyncio.run(async_rates(args.url, prefix, value, args.ops, args.rounds)), None)
+            if "servertime" not in args.skip:
+                server_time(directory, value)
+            if "concurrency" not in args.skip:
+                concurrency(args.url, prefix, value, args.seconds, 3)
+            if "cluster" not in args.skip:
+                cluster(directory, value, args.ops, args.rounds)
+            if "clear" not in args.skip:
+                clear_block(directory)
+        finally:
+            cleanup(args.url, prefix)
 
 
 if __name__ == "__main__":

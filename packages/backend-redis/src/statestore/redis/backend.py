@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
@@ -123,19 +122,15 @@ class _Errors:
             ) from exc
 
 
-def _owned(client: Any) -> Iterator[Any]:
-    """Close what closing ``client`` leaves open, yielding what the async twins return to await.
-
-    A client built on a pool of ours leaves the pool open, and a Sentinel-managed client leaves
-    its connections to the sentinels open.
+def _pools(client: Any) -> list[Any]:
+    """The connection pools closing ``client`` leaves open: a pool of ours, and a Sentinel-managed
+    client's connections to the sentinels.
     """
     pool = getattr(client, "connection_pool", None)
     if pool is None:
-        return
-    yield pool.disconnect()
+        return []
     manager = getattr(pool, "sentinel_manager", None)
-    for sentinel in getattr(manager, "sentinels", ()):
-        yield sentinel.aclose() if asyncio.iscoroutinefunction(sentinel.close) else sentinel.close()
+    return [pool, *(sentinel.connection_pool for sentinel in getattr(manager, "sentinels", ()))]
 
 
 class _Side:
@@ -386,8 +381,8 @@ class RedisStoreBackend(BaseStoreBackend):
             if loop.is_closed():  # collected after an abrupt loop.close(): nothing can be awaited any more
                 return  # noqa: B012
             await side.client.aclose()
-            for closing in _owned(side.client):
-                await closing
+            for pool in _pools(side.client):
+                await pool.disconnect()
 
     def close(self) -> None:
         """Close the sync connections (they reopen on next use)."""
@@ -395,8 +390,8 @@ class RedisStoreBackend(BaseStoreBackend):
             side, self._sync_side = self._sync_side, None
         if side is not None:
             side.client.close()
-            for _ in _owned(side.client):
-                pass
+            for pool in _pools(side.client):
+                pool.disconnect()
 
     async def aclose(self) -> None:
         """Close the asyncio connections of the running event loop (they reopen on next use)."""

@@ -12,7 +12,7 @@ def statestore_backends() -> list[BackendSpec]:
         BackendSpec(
             name="redis",
             class_path="statestore.redis.backend:RedisStoreBackend",
-            description="Redis strings with native expiry and per-scope indexes; cluster-safe hash tags",
+            description="Redis strings with native expiry and per-scope indexes; single node, Cluster or Sentinel",
             requires=("redis",),
             settings=(
                 "url",
@@ -29,6 +29,9 @@ def statestore_backends() -> list[BackendSpec]:
                 "cluster",
                 "sentinels",
                 "service_name",
+                "sentinel_password",
+                "wait_replicas",
+                "wait_timeout",
             ),
         )
     ]
