@@ -123,9 +123,7 @@ class _Errors:
 
 
 def _pools(client: Any) -> list[Any]:
-    """The connection pools closing ``client`` leaves open: a pool of ours, and a Sentinel-managed
-    client's connections to the sentinels.
-    """
+    """The connection pools closing ``client`` leaves open: ours, and a Sentinel client's to the sentinels."""
     pool = getattr(client, "connection_pool", None)
     if pool is None:
         return []
