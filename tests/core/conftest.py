@@ -91,5 +91,6 @@ def metastore_url(request: pytest.FixtureRequest) -> sa.URL:
 
 @pytest.fixture
 def fresh_sqlite_url(tmp_path: Path) -> sa.URL:
-    """An SQLite file that does not exist yet (for first-use creation and migrations)."""
+    """An SQLite file that does not exist yet, in an existing directory (for first-use creation and migrations)."""
+    (tmp_path / "home").mkdir(exist_ok=True)
     return sa.make_url(f"sqlite:///{tmp_path / 'home' / 'statestore.db'}")

@@ -192,3 +192,41 @@ def test_clean_dry_run_says_what_a_store_cannot_count(
         "run clean without --dry-run to remove expired entries\n"
     )
     assert run(capsys, "clean")[0] == 0
+
+
+def test_demo_twice_in_one_home_starts_fresh(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    home = tmp_path / "demo"
+    assert run(capsys, "demo", "--home", str(home))[0] == 0
+    code, out, _ = run(capsys, "demo", "--home", str(home))
+    assert code == 0
+    assert "(the previous demo there was removed: starting fresh)" in out
+    assert "jobs submitted: 1 (job-001)" in out
+    assert "run 1: watermark 0 -> 7" in out
+    assert "run 3: watermark 15 -> 18" in out
+
+
+def test_demo_refuses_a_directory_it_did_not_make(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    code, out, err = run(capsys, "demo", "--home", str(tmp_path / "mine"))
+    assert (code, out) == (2, "")
+    assert "is not empty and was not made by state-store demo" in err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_sqlite_in_a_missing_directory_is_an_error_outside_the_home(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, home: Path
+) -> None:
+    missing = home / "no" / "such" / "dir"
+    monkeypatch.setenv("STATESTORE__STATE_STORE__SQL_ALCHEMY_CONN", f"sqlite:///{missing}/state.db")
+    code, _, err = run(capsys, "task", "set", *TASK, "k", "1")
+    assert code == 2
+    assert err == (
+        f"state-store: error: the directory of the SQLite database {missing}/state.db does not exist: create it "
+        f"(mkdir -p {missing}) or correct the URL ([state_store] sql_alchemy_conn, or --url)\n"
+    )
+    assert not (home / "no").exists()
+    monkeypatch.delenv("STATESTORE__STATE_STORE__SQL_ALCHEMY_CONN")
+    monkeypatch.setenv("STATESTORE_HOME", str(home / "new-home"))
+    assert run(capsys, "task", "set", *TASK, "k", "1")[0] == 0  # the default home is created
+    assert (home / "new-home" / "statestore.db").is_file()

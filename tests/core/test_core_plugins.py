@@ -160,12 +160,13 @@ def test_backend_class_import_failure(make_dist: MakeDist) -> None:
     )
     (row,) = rows_named("heavy")
     assert not row.importable
-    assert row.problem == "missing module 'acme_heavy_sdk': pip install acme-heavy"
+    broken = "acme-heavy 1.2.3 is installed but broken; reinstall it: pip install --force-reinstall acme-heavy"
+    assert row.problem == f"missing module 'acme_heavy_sdk'. {broken}"
     with pytest.raises(BackendImportError) as info:
         load_backend("heavy")
     assert str(info.value) == (
         f"backend 'heavy' from acme-heavy 1.2.3 failed to import '{package}.backend:Backend': "
-        "No module named 'acme_heavy_sdk'. Reinstall it with: pip install --force-reinstall acme-heavy"
+        f"No module named 'acme_heavy_sdk'. {broken}"
     )
     assert isinstance(info.value.__cause__, ModuleNotFoundError)
 
@@ -177,7 +178,10 @@ def test_listing_checks_dotted_requirements_without_importing_them(make_dist: Ma
         {"sub/__init__": "raise RuntimeError('imported during listing')\n", "sub/leaf": ""},
     )
     (row,) = rows_named("deep")
-    assert row.problem == f"missing module '{package}.missing': pip install acme-deep"
+    assert row.problem == (
+        f"missing module '{package}.missing'. acme-deep 1.2.3 is installed but broken; reinstall it: "
+        "pip install --force-reinstall acme-deep"
+    )
     assert f"{package}.sub" not in sys.modules
 
 
@@ -283,6 +287,10 @@ def test_class_path_errors() -> None:
         "module 'statestore.core.backends.memory' has no attribute 'Nope'. "
         "Check the module path and that its distribution is installed."
     )
+    with pytest.raises(
+        BackendImportError, match=r"It belongs to statestore-s3\. statestore-s3 0\.1\.0 is installed but"
+    ):
+        load_backend("statestore.s3.nowhere.Backend")
     with pytest.raises(BackendImportError, match=r"No module named 'acme_nowhere'\. Check the module path"):
         load_backend("acme_nowhere.Backend")
     with pytest.raises(BackendNotFoundError, match="neither a backend name nor a class path"):

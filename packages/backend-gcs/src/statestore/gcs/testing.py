@@ -93,8 +93,12 @@ def _wait_ready(emulator: Emulator, name: str, timeout: float = 30.0) -> Emulato
     raise RuntimeError(f"{name} did not answer on {emulator.url} within {timeout:.0f}s")
 
 
-def start_fake_gcs_server() -> Emulator:
-    """Start fake-gcs-server on a free loopback port (or use ``STATESTORE_TEST_GCS_URL``)."""
+def start_fake_gcs_server(port: int | None = None, *, detach: bool = False) -> Emulator:
+    """Start fake-gcs-server on loopback (a free port unless given), or use ``STATESTORE_TEST_GCS_URL``.
+
+    ``detach`` starts it in its own session with no pipes, so it outlives this process (``python -m
+    statestore.gcs.testing``).
+    """
     external = os.environ.get("STATESTORE_TEST_GCS_URL")
     if external:
         return _wait_ready(Emulator(external.rstrip("/")), f"the GCS emulator at STATESTORE_TEST_GCS_URL={external}")
@@ -107,12 +111,32 @@ def start_fake_gcs_server() -> Emulator:
             "`docker run -p 4443:4443 fsouza/fake-gcs-server -scheme http`, and set "
             "STATESTORE_TEST_GCS_URL=http://127.0.0.1:4443"
         ) from None
-    port = _free_port()
+    port = port or _free_port()
     url = f"http://127.0.0.1:{port}"
     command = [str(_server._get_binary_path()), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1"]
     command += ["-port", str(port), "-external-url", url, "-public-host", f"127.0.0.1:{port}", "-log-level", "error"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = subprocess.DEVNULL if detach else subprocess.PIPE
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=detach)
     return _wait_ready(Emulator(url, process), "fake-gcs-server")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m statestore.gcs.testing``: fake-gcs-server in the background with a bucket, to try GCS locally."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m statestore.gcs.testing",
+        description="Start fake-gcs-server on 127.0.0.1 in the background (in memory) and create a bucket.",
+    )
+    parser.add_argument("--port", type=int, default=4443, help="port on 127.0.0.1 (default 4443)")
+    parser.add_argument("--bucket", default="statestore-demo", help="bucket to create (default statestore-demo)")
+    args = parser.parse_args(argv)
+    emulator = start_fake_gcs_server(args.port, detach=True)
+    create_bucket(emulator.url, args.bucket)
+    pid = emulator.process.pid if emulator.process is not None else "?"
+    print(f"fake-gcs-server (pid {pid}) serves bucket {args.bucket!r} at {emulator.url}; stop it with: kill {pid}")
+    print(f"export STORAGE_EMULATOR_HOST={emulator.url} STATESTORE__STATESTORE_GCS__BUCKET={args.bucket}")
+    return 0
 
 
 def start_gcp_storage_emulator() -> Emulator:
@@ -289,3 +313,7 @@ class CountingProxy:
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
         return Handler
+
+
+if __name__ == "__main__":
+    sys.exit(main())

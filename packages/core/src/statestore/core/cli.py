@@ -30,6 +30,7 @@ configuration or backend-selection errors, 1 for the rest; the traceback only wi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -91,7 +92,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConfigurationWarning)
         config = load_config()
-    problems = [str(w.message) for w in caught if issubclass(w.category, ConfigurationWarning)]
+    problems = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, ConfigurationWarning)))
     for problem in problems:
         warn(problem)
     if args.check:
@@ -180,7 +181,12 @@ def _version() -> str:
 
 
 def use_airflow_configuration() -> None:
-    """Load Airflow's configuration module, so :func:`load_config` reads ``airflow.cfg`` from here on."""
+    """Load Airflow's configuration module, so :func:`load_config` reads ``airflow.cfg`` from here on.
+
+    Airflow's informational logging (on stdout) is quietened unless its level is set explicitly,
+    so that stdout stays the command's own (``--json`` included).
+    """
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     try:
         import airflow.configuration  # noqa: F401 - importing it is what makes Airflow's settings effective
     except ImportError as exc:
@@ -188,6 +194,11 @@ def use_airflow_configuration() -> None:
             f"--airflow needs Apache Airflow in the Python environment of state-store ({exc}); run state-store "
             "from Airflow's environment, or pip install apache-airflow-core there"
         ) from exc
+
+
+def _show_warning(message: Warning | str, *_args: object, **_kwargs: object) -> None:
+    """Warnings raised while a command runs are ``state-store: warning:`` lines on stderr."""
+    warn(str(message))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if args.airflow:
             use_airflow_configuration()
+        warnings.showwarning = _show_warning  # after Airflow, whose logging would send them to stdout
         return int(args.func(args) or 0)
     except BrokenPipeError:
         return 1

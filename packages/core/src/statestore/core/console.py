@@ -246,6 +246,8 @@ def error_message(exc: BaseException, where: str = "the configuration") -> str:
 
     for pattern, cause, remedy in _KNOWN:
         for error in _chain(exc):
+            if isinstance(error, StateStoreError):
+                continue  # our own messages are written for people already; look at what caused them
             if pattern.search(" ".join(str(error).split()).lower()):
                 shown = exc if isinstance(exc, StateStoreError) else getattr(error, "orig", None) or error
                 detail = mask_secret("", str(shown).strip().splitlines()[0])

@@ -6,6 +6,7 @@ home, so it needs no server and leaves the user's own ``STATESTORE_HOME`` alone.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from datetime import timedelta
@@ -17,6 +18,7 @@ from statestore.core.store import StateStore
 __all__ = ["run_demo"]
 
 _PAGES = 5
+_MARKER = "statestore-demo.txt"
 
 
 class _SimulatedCrash(Exception):
@@ -92,10 +94,32 @@ def _expiry_and_clean(store: StateStore) -> None:
     _say(f"   state-store clean: removed {result.removed} expired row(s) and their external objects ({parts})")
 
 
+def _prepare_home(directory: Path) -> bool:
+    """Make ``directory`` ready for a fresh demo; False when a previous demo's files had to be removed.
+
+    Only a directory that is new, empty or marked as a demo's own is used, so nothing of the user's is
+    ever removed.
+    """
+    marker = directory / _MARKER
+    if directory.is_dir() and any(directory.iterdir()):
+        if not marker.is_file():
+            raise ValueError(
+                f"--home {directory} is not empty and was not made by state-store demo; "
+                "give a new or empty directory (or leave --home out for a temporary one)"
+            )
+        for name in ("statestore.db", "statestore.db-wal", "statestore.db-shm"):
+            (directory / name).unlink(missing_ok=True)
+        shutil.rmtree(directory / "objects", ignore_errors=True)
+        return False
+    directory.mkdir(parents=True, exist_ok=True)
+    marker.write_text("made by `state-store demo`; the demo removes its database and objects here on its next run\n")
+    return True
+
+
 def run_demo(home: str | None = None) -> int:
     """Run the demo in ``home`` (default: a new temporary directory) and return the exit status."""
     directory = Path(home or tempfile.mkdtemp(prefix="statestore-demo-")).expanduser().resolve()
-    directory.mkdir(parents=True, exist_ok=True)
+    fresh = _prepare_home(directory)
     config = Config.from_dict(
         {
             "state_store": {"backend": "metastore", "sql_alchemy_conn": f"sqlite:///{directory / 'statestore.db'}"},
@@ -105,7 +129,7 @@ def run_demo(home: str | None = None) -> int:
         environ={"STATESTORE_HOME": str(directory)},
     )
     store = StateStore.from_config(config)
-    _say(f"statestore demo in {directory}")
+    _say(f"statestore demo in {directory}{'' if fresh else ' (the previous demo there was removed: starting fresh)'}")
     _say(f"   server-side backend: {store.backend!r}")
     _say(f"   worker-side backend: {store.worker_backend!r}")
     _external_job(store, [])

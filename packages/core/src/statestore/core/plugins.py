@@ -273,7 +273,7 @@ def load_backend(spec: str | type[BaseStoreBackend]) -> type[BaseStoreBackend]:
         except Exception as exc:  # whatever the backend's module raises, name its distribution
             raise BackendImportError(
                 f"backend {spec!r} from {found.distribution} {found.version} failed to import {found.class_path!r}: "
-                f"{exc}. Reinstall it with: pip install --force-reinstall {found.distribution}"
+                f"{exc}. {_install_hint(found.distribution or '?')}"
             ) from exc
         return _check_backend_class(obj, f"backend {spec!r} ({found.class_path})")
     try:
@@ -288,12 +288,23 @@ def load_backend(spec: str | type[BaseStoreBackend]) -> type[BaseStoreBackend]:
             else next((d for n, d in KNOWN_BACKENDS.items() if f".{n}." in f".{spec}"), None)
         )
         hint = (
-            f" It belongs to {dist}: pip install {dist}"
+            f" It belongs to {dist}. {_install_hint(dist)}"
             if dist
             else " Check the module path and that its distribution is installed."
         )
         raise BackendImportError(f"cannot import backend class {spec!r}: {exc}.{hint}") from exc
     return _check_backend_class(obj, repr(spec))
+
+
+def _install_hint(dist: str) -> str:
+    """What to do about a backend of ``dist`` that fails to import: install it, or repair it when installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version(dist)
+    except PackageNotFoundError:
+        return f"Install it: pip install {dist}"
+    return f"{dist} {installed} is installed but broken; reinstall it: pip install --force-reinstall {dist}"
 
 
 def _same_path(a: str, b: str) -> bool:
@@ -374,7 +385,7 @@ def _importable(spec: BackendSpec) -> str | None:
         except Exception as exc:  # noqa: BLE001 - a finder failing is a reason, not a crash of the listing
             return f"cannot find {name}: {exc}"
         if not found:
-            return f"missing module {name!r}: pip install {spec.distribution}"
+            return f"missing module {name!r}. {_install_hint(spec.distribution or '?')}"
     return None
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -286,12 +287,18 @@ class MetastoreStoreBackend(BaseStoreBackend):
     # -- engines and schema ---------------------------------------------------------------------------
 
     @property
+    def _in_home(self) -> bool:
+        """True for an SQLite file directly in ``STATESTORE_HOME`` (the default), whose directory may be created."""
+        database = self.url.database if self.url.get_backend_name() == "sqlite" else None
+        return bool(database) and Path(str(database)).expanduser().parent == self.config.home.expanduser()
+
+    @property
     def engine(self) -> sa.Engine:
         """The sync engine; on first use it checks (or, with ``auto_migrate``, installs) the schema."""
         if self._engine is None:
             with self._lock:
                 if self._engine is None:
-                    engine = make_engine(self.sync_url)
+                    engine = make_engine(self.sync_url, create_directory=self._in_home)
                     self._check_schema(engine)
                     self._statements = _Statements(engine.dialect)
                     self._engine = engine
@@ -311,7 +318,7 @@ class MetastoreStoreBackend(BaseStoreBackend):
 
     def migrate(self) -> tuple[str | None, str]:
         """Apply pending schema migrations; return the revisions before and after."""
-        engine = make_engine(self.sync_url)
+        engine = make_engine(self.sync_url, create_directory=self._in_home)
         try:
             return migrate.upgrade(engine)
         finally:

@@ -131,12 +131,23 @@ def _engine_options(url: sa.URL) -> dict[str, Any]:
     return _AUTOCOMMIT
 
 
-def make_engine(url: sa.URL) -> sa.Engine:
-    """A sync engine for ``url``; for an SQLite file, create its directory and switch on WAL."""
+def make_engine(url: sa.URL, *, create_directory: bool = False) -> sa.Engine:
+    """A sync engine for ``url``; for an SQLite file, switch on WAL and check that its directory exists.
+
+    A missing directory is created only with ``create_directory`` (statestore's own home): anywhere
+    else it is more likely a typo than a wish for a new directory tree.
+    """
+    if url.get_backend_name() == "sqlite" and not is_memory_sqlite(url):
+        directory = Path(str(url.database)).expanduser().parent
+        if create_directory:
+            directory.mkdir(parents=True, exist_ok=True)
+        elif not directory.is_dir():
+            raise ConfigurationError(
+                f"the directory of the SQLite database {url.database} does not exist: create it "
+                f"(mkdir -p {directory}) or correct the URL ([state_store] sql_alchemy_conn, or --url)"
+            )
     engine = sa.create_engine(url, **_engine_options(url))
     if url.get_backend_name() == "sqlite":
-        if not is_memory_sqlite(url):
-            Path(str(url.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
         _setup_sqlite(engine, wal=not is_memory_sqlite(url))
     return engine
 
