@@ -69,7 +69,7 @@ def wheels(session: nox.Session) -> None:
 def airflow(session: nox.Session) -> None:
     """Statestore backends inside the real Airflow 3.3.2 (server resolver, worker loader, scopes)."""
     session.install("-U", "pip")
-    session.install(*_group("dev"), *_editable_packages("test"), *AIRFLOW)
+    session.install(*_group("dev"), *_editable_packages("test,postgres"), *AIRFLOW)
     session.run("pytest", "tests/airflow", "-m", "airflow", *session.posargs)
 
 
