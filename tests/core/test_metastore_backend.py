@@ -9,7 +9,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -181,7 +180,6 @@ def test_asset_rows_hold_only_their_identity(backend: MetastoreStoreBackend) -> 
 
 def test_migration_0002_keeps_only_the_identity_of_existing_rows(fresh_sqlite_url: sa.URL) -> None:
     """Rows that revision 0001 completed with several identities keep only the first of name, uri, id."""
-    Path(str(fresh_sqlite_url.database)).parent.mkdir(parents=True)
     engine = sa.create_engine(fresh_sqlite_url)
     migrate.upgrade(engine, "0001")
     insert = sa.text(
