@@ -56,6 +56,7 @@ __all__ = [
     "REFERENCE_EXPIRY_MARGIN",
     "BaseStoreBackend",
     "EARLIEST_EXPIRY",
+    "LATEST_EXPIRY",
     "CleanupResult",
     "JsonValue",
     "ReferenceNotFoundError",
@@ -69,6 +70,8 @@ JsonValue = Any
 
 _LEGACY_TI_NAMESPACE = uuid.UUID("6f3c1f0e-3b1a-5d2e-9c47-2a4f5e6d7c8b")
 EARLIEST_EXPIRY = datetime(1970, 1, 1, 0, 0, 1, tzinfo=timezone.utc)
+LATEST_EXPIRY = datetime(9999, 1, 1, tzinfo=timezone.utc)
+"""The latest ``expires_at`` a backend accepts: room below ``datetime.max`` for margins added to it."""
 """The earliest ``expires_at`` a backend accepts: native expiry (Redis ``PXAT``) needs a positive Unix time."""
 
 
@@ -126,10 +129,11 @@ def _check_expires_at(expires_at: Any) -> datetime | None:
         raise TypeError(f"expires_at must be an aware datetime or None, got {type(expires_at).__name__}")
     if expires_at.tzinfo is None or expires_at.utcoffset() is None:
         raise ValueError("expires_at must be timezone-aware (UTC); got a naive datetime")
-    if expires_at < EARLIEST_EXPIRY:
+    if not EARLIEST_EXPIRY <= expires_at <= LATEST_EXPIRY:
         raise ValueError(
-            f"expires_at must not be before {EARLIEST_EXPIRY.isoformat()} (stores with native expiry take a "
-            f"positive Unix time), got {expires_at.isoformat()}; any instant in the past already means expired"
+            f"expires_at must be between {EARLIEST_EXPIRY.isoformat()} (stores with native expiry take a positive "
+            f"Unix time; any past instant already means expired) and {LATEST_EXPIRY.isoformat()}, got "
+            f"{expires_at.isoformat()}"
         )
     return expires_at.astimezone(timezone.utc)
 

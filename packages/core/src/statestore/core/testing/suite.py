@@ -20,6 +20,7 @@ import pytest
 
 from statestore.core.base import (
     EARLIEST_EXPIRY,
+    LATEST_EXPIRY,
     BaseStoreBackend,
     CleanupResult,
     ReferenceNotFoundError,
@@ -778,8 +779,8 @@ async def _unstorable_value_text_refused(api: Api, ids: Ids, scope: StoreScope) 
 
 
 async def _expiry_range(api: Api, ids: Ids, scope: StoreScope) -> None:
-    """expires_at from the Unix epoch to the year 9999 is stored; before the epoch is refused and unwritten."""
-    far = datetime(9999, 12, 30, tzinfo=timezone.utc)
+    """expires_at from EARLIEST_EXPIRY (1970) to LATEST_EXPIRY (9999) is stored; outside is refused and unwritten."""
+    far = LATEST_EXPIRY
     await api.set(scope, "far", '"f"', expires_at=far)
     assert await api.get(scope, "far") == '"f"', _where(api, scope, "far")
     entry = await api.raw_get(to_scope(scope), "far")
@@ -788,10 +789,15 @@ async def _expiry_range(api: Api, ids: Ids, scope: StoreScope) -> None:
     assert abs(entry.expires_at - far) < timedelta(seconds=1), f"{_where(api, scope, 'far')}: {entry.expires_at}"
     await api.set(scope, "epoch", '"e"', expires_at=EARLIEST_EXPIRY)
     assert await api.get(scope, "epoch") is None, _where(api, scope, "epoch")
-    for early in (EARLIEST_EXPIRY - timedelta(microseconds=1), datetime.min.replace(tzinfo=timezone.utc)):
-        with pytest.raises(ValueError, match="must not be before 1970-01-01"):
-            await api.set(scope, "early", '"x"', expires_at=early)
-    assert await api.raw_get(to_scope(scope), "early") is None, _where(api, scope, "early")
+    for bad in (
+        EARLIEST_EXPIRY - timedelta(microseconds=1),
+        datetime.min.replace(tzinfo=timezone.utc),
+        LATEST_EXPIRY + timedelta(microseconds=1),
+        datetime.max.replace(tzinfo=timezone.utc),
+    ):
+        with pytest.raises(ValueError, match="expires_at must be between 1970-01-01"):
+            await api.set(scope, "outside", '"x"', expires_at=bad)
+    assert await api.raw_get(to_scope(scope), "outside") is None, _where(api, scope, "outside")
 
 
 # -- asset identity: name, else uri, else id --------------------------------------------------------
