@@ -26,6 +26,10 @@ Capabilities a backend may opt out of, each with a stated reason (the reason sho
   ``serialize_*_state_store_to_ref``/``deserialize_*_state_store_from_ref``);
 * ``async`` — the ``a*`` twins (only opt out if the async methods are deliberately unsupported).
 
+:class:`LifecycleSuite` does the same for a worker-side backend under ``StateStore`` (races,
+crashes, reconciliation): override its ``store`` fixture with a ``StateStore`` over a real
+server store whose worker backend is yours.
+
 Async tests carry ``@pytest.mark.asyncio`` explicitly, so the suite runs with pytest-asyncio in
 its default strict mode (``pip install 'statestore-core[test]'`` brings it). pytest is imported
 only here, never by the rest of ``statestore.core``.
@@ -35,8 +39,9 @@ from __future__ import annotations
 
 import pytest
 
-pytest.register_assert_rewrite("statestore.core.testing.suite")
+pytest.register_assert_rewrite("statestore.core.testing.suite", "statestore.core.testing.lifecycle")
 
+from statestore.core.testing.lifecycle import LifecycleSuite  # noqa: E402
 from statestore.core.testing.suite import (  # noqa: E402 - after the assert-rewrite registration
     CAPABILITIES,
     ODD_KEYS,
@@ -46,4 +51,12 @@ from statestore.core.testing.suite import (  # noqa: E402 - after the assert-rew
     BackendSuite,
 )
 
-__all__ = ["CAPABILITIES", "ODD_KEYS", "UNSTORABLE", "AirflowLikeAssetScope", "AirflowLikeTaskScope", "BackendSuite"]
+__all__ = [
+    "CAPABILITIES",
+    "ODD_KEYS",
+    "UNSTORABLE",
+    "AirflowLikeAssetScope",
+    "AirflowLikeTaskScope",
+    "BackendSuite",
+    "LifecycleSuite",
+]

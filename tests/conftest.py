@@ -1,4 +1,4 @@
-"""Database fixtures for the metastore tests: one private PostgreSQL schema and MariaDB database per session.
+"""Database fixtures for every test folder: one private PostgreSQL schema and MariaDB database per session.
 
 Other test runs use the same servers at the same time, so each session creates its own schema
 (PostgreSQL) or database (MariaDB) with a random name, migrates it once and drops it at the end.
