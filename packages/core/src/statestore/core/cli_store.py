@@ -1,4 +1,4 @@
-"""``state-store`` commands for stored state: ``task``, ``asset``, ``clean``, ``db migrate`` and ``demo``.
+"""``state-store`` commands for stored state: ``task``, ``asset``, ``clean``, ``reconcile``, ``db`` and ``demo``.
 
 Values go in and come out as JSON. Tables are for people, ``--json`` for scripts (one line, see
 :mod:`statestore.core.console`). Bad input (invalid JSON, a bad key, a missing id) is one line on
@@ -15,9 +15,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from statestore.core.base import RECONCILE_GRACE
 from statestore.core.console import print_json, print_table, progress
 
 if TYPE_CHECKING:
+    from statestore.core.reconcile import ReconcileResult
     from statestore.core.store import AssetStoreAccessor, StateStore, TaskStoreAccessor
 
 __all__ = ["register"]
@@ -159,6 +161,37 @@ def _countable(store: StateStore) -> int | None:
         return None
 
 
+def _cmd_reconcile(args: argparse.Namespace) -> int:
+    if args.grace_minutes < 0:
+        raise ValueError(f"--grace-minutes must be 0 or more, got {args.grace_minutes:g}")
+    store = _store()
+    with progress("listing worker-side values", enabled=None if not args.json else False) as bar:
+        listed = [0]
+
+        def advance(result: ReconcileResult) -> None:
+            bar("values", result.listed - listed[0])
+            listed[0] = result.listed
+
+        result = store.reconcile(
+            dry_run=args.dry_run, grace=timedelta(minutes=args.grace_minutes), progress=advance if bar.active else None
+        )
+    if args.json:
+        print_json(result)
+        return 1 if result.failed else 0
+    verb = "would discard" if args.dry_run else "discarded"
+    rows = [
+        {"values": "listed", "count": result.listed},
+        {"values": f"kept: younger than {args.grace_minutes:g} min", "count": result.young},
+        {"values": "kept: referenced by a row", "count": result.live},
+        {"values": "kept: not resolvable", "count": result.unresolved},
+        {"values": f"{verb}: no row references them", "count": result.orphaned if args.dry_run else result.discarded},
+    ]
+    if result.failed:
+        rows.append({"values": "failed to discard (the next run retries)", "count": result.failed})
+    print_table(rows, ["values", "count"])
+    return 1 if result.failed else 0
+
+
 def _cmd_db_migrate(args: argparse.Namespace) -> int:
     from statestore.core.config import load_config
     from statestore.core.metastore import MetastoreStoreBackend
@@ -223,7 +256,7 @@ def _add_commands(
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add ``task``, ``asset``, ``clean`` (alias ``cleanup-task-store``), ``db`` and ``demo``."""
+    """Add ``task``, ``asset``, ``clean`` (alias ``cleanup-task-store``), ``reconcile``, ``db`` and ``demo``."""
     task = subparsers.add_parser("task", help="read and write a task instance's state")
     task_parsers = _add_commands(
         task.add_subparsers(dest="action", metavar="ACTION", required=True),
@@ -254,6 +287,24 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     clean.add_argument("--dry-run", action="store_true", help="only count what would be removed")
     clean.add_argument("--json", action="store_true", help="print JSON instead of a table")
     clean.set_defaults(func=_cmd_clean)
+
+    reconcile = subparsers.add_parser(
+        "reconcile",
+        help="discard worker-side values that no server row references any more",
+        description=(
+            "Lists the worker-side backend's values page by page (1 request per 1000), keeps those written "
+            "within the grace period (their rows may not be committed yet) and those a server row references "
+            "(looked up in batches), and discards the rest in batches. Run it periodically: overwritten keys, "
+            "rows deleted by `airflow db clean` or by clearing tasks, and interrupted cleanups leave such values."
+        ),
+    )
+    reconcile.add_argument("--dry-run", action="store_true", help="only count what would be discarded")
+    reconcile.add_argument(
+        "--grace-minutes", type=float, default=RECONCILE_GRACE / timedelta(minutes=1), help="keep values younger "
+        "than this (default %(default)g); a set writes its value before its row"
+    )
+    reconcile.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    reconcile.set_defaults(func=_cmd_reconcile)
 
     db = subparsers.add_parser("db", help="metastore database tools")
     db_actions = db.add_subparsers(dest="action", metavar="ACTION", required=True)
