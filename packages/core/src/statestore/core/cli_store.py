@@ -300,8 +300,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     reconcile.add_argument("--dry-run", action="store_true", help="only count what would be discarded")
     reconcile.add_argument(
-        "--grace-minutes", type=float, default=RECONCILE_GRACE / timedelta(minutes=1), help="keep values younger "
-        "than this (default %(default)g); a set writes its value before its row"
+        "--grace-minutes",
+        type=float,
+        default=RECONCILE_GRACE / timedelta(minutes=1),
+        help="keep values younger than this (default %(default)g); a set writes its value before its row",
     )
     reconcile.add_argument("--json", action="store_true", help="print JSON instead of a table")
     reconcile.set_defaults(func=_cmd_reconcile)
