@@ -1,14 +1,18 @@
-"""``state-store s3 lifecycle``: prints or installs a rule expiring abandoned task objects, keeping other rules."""
+"""``state-store s3 lifecycle``: rules keyed on each object's retention tag, never matching a value without expiry."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from statestore.core import NEVER_EXPIRE, Config, MetastoreStoreBackend, StateStore
 from statestore.core.cli import main
+from statestore.s3.backend import RETENTION_CLASSES, RETENTION_TAG, retention_class
 
 
 @pytest.fixture
@@ -29,41 +33,73 @@ def test_print_only_changes_nothing(cli_env: str, s3_client: Any, capsys: pytest
     assert main(["s3", "lifecycle"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"would install on s3://{cli_env} (run again with --apply):")
-    (rule,) = _printed_json(out)["Rules"]
-    assert rule["Filter"] == {"Prefix": "airflow/state/task/"}
-    assert rule["Expiration"] == {"Days": 31}
+    rules = _printed_json(out)["Rules"]
+    assert [r["ID"] for r in rules] == [f"statestore-retention-{d}d:airflow/state/" for d in RETENTION_CLASSES]
     with pytest.raises(s3_client.exceptions.ClientError, match="NoSuchLifecycleConfiguration"):
         s3_client.get_bucket_lifecycle_configuration(Bucket=cli_env)
 
 
-def test_apply_installs_and_keeps_other_rules(cli_env: str, s3_client: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_rule_needs_the_retention_tag_and_waits_a_day_past_it(make_backend: Callable[..., Any]) -> None:
+    """No rule can match an untagged object, and a tagged one expires only after its class plus a day."""
+    for backend, selector in ((make_backend(), "And"), (make_backend(prefix=""), "Tag")):
+        for rule, days in zip(backend.lifecycle_rules(), RETENTION_CLASSES, strict=True):
+            tag = {"Key": RETENTION_TAG, "Value": f"{days}d"}
+            if selector == "And":
+                assert rule["Filter"] == {"And": {"Prefix": backend._root, "Tags": [tag]}}
+            else:
+                assert rule["Filter"] == {"Tag": tag}
+            assert rule["Expiration"] == {"Days": days + 1}
+
+
+def test_apply_installs_replaces_the_old_untagged_rule_and_keeps_others(
+    cli_env: str, s3_client: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     other = {"ID": "logs", "Filter": {"Prefix": "logs/"}, "Status": "Enabled", "Expiration": {"Days": 3}}
-    s3_client.put_bucket_lifecycle_configuration(Bucket=cli_env, LifecycleConfiguration={"Rules": [other]})
-    assert main(["s3", "lifecycle", "--apply", "--days", "45"]) == 0
-    assert main(["s3", "lifecycle", "--apply", "--days", "60"]) == 0  # replaces its own rule, no duplicate
+    unsafe = {
+        "ID": "statestore-expire-task-objects:airflow/state/task/",
+        "Filter": {"Prefix": "airflow/state/task/"},
+        "Status": "Enabled",
+        "Expiration": {"Days": 31},
+    }
+    s3_client.put_bucket_lifecycle_configuration(Bucket=cli_env, LifecycleConfiguration={"Rules": [other, unsafe]})
+    assert main(["s3", "lifecycle", "--apply"]) == 0
+    assert main(["s3", "lifecycle", "--apply"]) == 0  # replaces its own rules, no duplicates
     assert "installed on s3://" in capsys.readouterr().out
     rules = {r["ID"]: r for r in s3_client.get_bucket_lifecycle_configuration(Bucket=cli_env)["Rules"]}
-    assert set(rules) == {"logs", "statestore-expire-task-objects:airflow/state/task/"}
-    assert rules["statestore-expire-task-objects:airflow/state/task/"]["Expiration"] == {"Days": 60}
+    assert set(rules) == {"logs"} | {f"statestore-retention-{d}d:airflow/state/" for d in RETENTION_CLASSES}
     assert rules["logs"]["Expiration"] == {"Days": 3}
 
 
-def test_never_expiring_retention_needs_explicit_days(
-    cli_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("retention", "tag"),
+    [(timedelta(hours=1), "2d"), (timedelta(days=30), "31d"), (timedelta(days=90), "91d"), (NEVER_EXPIRE, None)],
+)
+def test_values_carry_the_retention_tag_of_their_expiry(
+    make_backend: Callable[..., Any], s3_client: Any, bucket: str, tmp_path: Path, retention: Any, tag: str | None
 ) -> None:
-    monkeypatch.setenv("STATESTORE__STATE_STORE__DEFAULT_RETENTION_DAYS", "0")
-    assert main(["s3", "lifecycle"]) == 2
-    assert "pass --days N" in capsys.readouterr().err
+    """Through StateStore, a value is tagged from its row's expiry plus the margin; NEVER_EXPIRE carries no tag."""
+    config = Config.from_dict({})
+    worker = make_backend(config=config)
+    store = StateStore(MetastoreStoreBackend(f"sqlite:///{tmp_path}/t.db", config=config), worker, config)
+    ts = store.task_store("d", "r", "t")
+    ts.set("k", "v" * 100, retention=retention)
+    name = worker._name_from_reference(json.loads(store.backend.get(ts.scope, "k"))["__airflow_state_ref__"])
+    tags = s3_client.get_object_tagging(Bucket=bucket, Key=name)["TagSet"]
+    assert tags == ([] if tag is None else [{"Key": RETENTION_TAG, "Value": tag}])
+    if tag is not None:
+        row_expiry = store.backend._get(ts.scope, "k", None).expires_at
+        written = s3_client.head_object(Bucket=bucket, Key=name)["LastModified"]
+        assert written + timedelta(days=int(tag[:-1]) + 1) > row_expiry + timedelta(days=1), (
+            "a rule could expire it early"
+        )
 
 
-def test_days_shorter_than_retention_warns(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["s3", "lifecycle", "--days", "7"]) == 0
-    assert "shorter than default_retention_days (30)" in capsys.readouterr().err
-
-
-def test_rule_rejects_nonsense_days(make_backend: Callable[..., Any]) -> None:
-    with pytest.raises(ValueError, match="lifecycle days must be a positive integer, got 0"):
-        make_backend().lifecycle_rule(0)
+def test_retention_class_covers_the_expiry() -> None:
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert retention_class(now + timedelta(seconds=1), now) == 1
+    assert retention_class(now + timedelta(days=4), now) == 7
+    assert retention_class(now + timedelta(days=731), now) == 731
+    assert retention_class(now + timedelta(days=732), now) is None  # beyond every class: no tag, no rule
 
 
 def test_missing_bucket_is_one_line_with_how_to_create_it(

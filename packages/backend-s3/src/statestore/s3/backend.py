@@ -3,7 +3,14 @@
 Every rule (naming, references, expiry metadata, threshold, compression, batched clear) lives in
 ``statestore.core.objectstore``; this module only talks to S3: one ``PutObject``, ``GetObject`` or
 ``DeleteObject`` per operation, ``ListObjectsV2`` pages of 1000, ``DeleteObjects`` batches of at most
-1000 keys, and the bucket lifecycle rule behind ``state-store s3 lifecycle``.
+1000 keys, and the bucket lifecycle rules behind ``state-store s3 lifecycle``.
+
+Expiry for lifecycle rules: an object written with an expiry also carries the object tag
+``statestore-retention=<N>d``, ``N`` the smallest of :data:`RETENTION_CLASSES` covering the time
+to its expiry (written in the same ``PutObject``). The lifecycle rules match that tag and expire
+an object ``N + 1`` days after it was written, so never before its own expiry (which, for a
+worker-side value, is already a day after its row's). Objects without an expiry (never-expiring
+values, Airflow's hooks) carry no tag and no rule ever matches them.
 
 Async twins run the boto3 call in a worker thread (the layer's default): boto3 clients are
 thread-safe, and aiobotocore pins narrow botocore ranges that would constrain users' boto3.
@@ -12,26 +19,32 @@ thread-safe, and aiobotocore pins narrow botocore ranges that would constrain us
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import boto3
 import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from statestore.core.base import utcnow
 from statestore.core.config import Config, mask_secret
 from statestore.core.errors import ConfigurationError, StorageError
 from statestore.core.objectstore import META_ENCODING, ListedObject, ObjectStoreBackend, StoredObject
 
-__all__ = ["LIFECYCLE_RULE_PREFIX", "S3StoreBackend"]
+__all__ = ["LIFECYCLE_RULE_PREFIX", "RETENTION_CLASSES", "RETENTION_TAG", "S3StoreBackend", "retention_class"]
 
 SECTION = "statestore_s3"
 ADDRESSING_STYLES = ("auto", "path", "virtual")
 SSE_MODES = {"": None, "none": None, "aes256": "AES256", "sse-s3": "AES256", "aws:kms": "aws:kms", "sse-kms": "aws:kms"}
-LIFECYCLE_RULE_PREFIX = "statestore-expire-task-objects"
+LIFECYCLE_RULE_PREFIX = "statestore-retention"
+_UNSAFE_RULE_PREFIX = "statestore-expire-task-objects"  # an earlier version's rule: it expired never-expiring values
+RETENTION_TAG = "statestore-retention"
+RETENTION_CLASSES = (1, 2, 3, 7, 8, 14, 15, 30, 31, 60, 61, 90, 91, 180, 181, 365, 366, 730, 731)
+"""Days of the retention tag: common retentions and each plus the one-day margin of worker-side values."""
 _MISSING = ("NoSuchKey", "404", "NotFound")
 _SESSION_LOCK = threading.Lock()
 
@@ -42,6 +55,12 @@ def _session(profile: str | None, key_id: str | None, secret: str | None, token:
     return boto3.session.Session(
         profile_name=profile, aws_access_key_id=key_id, aws_secret_access_key=secret, aws_session_token=token
     )
+
+
+def retention_class(expires_at: datetime, now: datetime) -> int | None:
+    """The smallest of :data:`RETENTION_CLASSES` (days) covering ``now`` .. ``expires_at``; None beyond the largest."""
+    days = max(1, math.ceil((expires_at - now) / timedelta(days=1)))
+    return next((c for c in RETENTION_CLASSES if c >= days), None)
 
 
 class S3StoreBackend(ObjectStoreBackend):
@@ -154,6 +173,8 @@ class S3StoreBackend(ObjectStoreBackend):
 
     def _put_object(self, name: str, data: bytes, metadata: Mapping[str, str], expires_at: datetime | None) -> None:
         content_type = "application/gzip" if metadata.get(META_ENCODING) else "application/json"
+        retention = None if expires_at is None else retention_class(expires_at, utcnow())
+        tagging = {} if retention is None else {"Tagging": f"{RETENTION_TAG}={retention}d"}
         with self._errors("PutObject", name):
             self.client.put_object(
                 Bucket=self.bucket,
@@ -161,6 +182,7 @@ class S3StoreBackend(ObjectStoreBackend):
                 Body=data,
                 Metadata=dict(metadata),
                 ContentType=content_type,
+                **tagging,
                 **self._write_args,
             )
 
@@ -209,21 +231,33 @@ class S3StoreBackend(ObjectStoreBackend):
 
     # -- bucket lifecycle ------------------------------------------------------------------------------
 
-    def lifecycle_rule(self, days: int) -> dict[str, Any]:
-        """An S3 lifecycle rule expiring this prefix's task objects ``days`` after their last write."""
-        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
-            raise ValueError(f"lifecycle days must be a positive integer, got {days!r}")
-        task_prefix = f"{self.prefix}/task/" if self.prefix else "task/"
-        return {
-            "ID": f"{LIFECYCLE_RULE_PREFIX}:{task_prefix}"[:255],
-            "Filter": {"Prefix": task_prefix},
-            "Status": "Enabled",
-            "Expiration": {"Days": days},
-        }
+    def lifecycle_rules(self) -> list[dict[str, Any]]:
+        """One rule per retention class: objects under the prefix tagged ``<N>d`` expire N + 1 days after their write.
 
-    def lifecycle_configuration(self, days: int) -> dict[str, Any]:
-        """The bucket's current lifecycle rules with statestore's rule for this prefix added or replaced."""
-        rule = self.lifecycle_rule(days)
+        Untagged objects (no expiry: never-expiring values, values of Airflow's hooks) match no rule.
+        """
+        rules = []
+        for days in RETENTION_CLASSES:
+            tag = {"Key": RETENTION_TAG, "Value": f"{days}d"}
+            selector = {"And": {"Prefix": self._root, "Tags": [tag]}} if self._root else {"Tag": tag}
+            rules.append(
+                {
+                    "ID": f"{LIFECYCLE_RULE_PREFIX}-{days}d:{self._root}"[:255],
+                    "Filter": selector,
+                    "Status": "Enabled",
+                    "Expiration": {"Days": days + 1},
+                }
+            )
+        return rules
+
+    def _is_own_rule(self, rule: dict[str, Any]) -> bool:
+        """A rule this prefix's ``lifecycle`` installed, now or (the unsafe untagged one) before."""
+        rule_id = str(rule.get("ID", ""))
+        ours = rule_id.startswith(f"{LIFECYCLE_RULE_PREFIX}-") and rule_id.endswith(f":{self._root}")
+        return ours or rule_id == f"{_UNSAFE_RULE_PREFIX}:{self._root}task/"[:255]
+
+    def lifecycle_configuration(self) -> dict[str, Any]:
+        """The bucket's lifecycle rules with this prefix's statestore rules added or replaced (1 request)."""
         with self._errors("GetBucketLifecycleConfiguration", ""):
             try:
                 rules = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket).get("Rules", [])
@@ -231,11 +265,11 @@ class S3StoreBackend(ObjectStoreBackend):
                 if exc.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
                     raise
                 rules = []
-        return {"Rules": [r for r in rules if r.get("ID") != rule["ID"]] + [rule]}
+        return {"Rules": [r for r in rules if not self._is_own_rule(r)] + self.lifecycle_rules()}
 
-    def install_lifecycle(self, days: int) -> dict[str, Any]:
+    def install_lifecycle(self) -> dict[str, Any]:
         """Install :meth:`lifecycle_configuration` on the bucket (2 requests) and return it."""
-        configuration = self.lifecycle_configuration(days)
+        configuration = self.lifecycle_configuration()
         with self._errors("PutBucketLifecycleConfiguration", ""):
             self.client.put_bucket_lifecycle_configuration(Bucket=self.bucket, LifecycleConfiguration=configuration)
         return configuration
