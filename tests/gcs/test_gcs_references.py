@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from statestore.core import TaskScope
-from statestore.core.base import ReferenceNotFoundError
+from statestore.core.base import REFERENCE_EXPIRY_MARGIN, ReferenceNotFoundError
 from statestore.core.errors import InvalidReferenceError
 from statestore.core.testing import AirflowLikeAssetScope, AirflowLikeTaskScope
 from statestore.gcs.testing import CountingProxy
@@ -32,12 +32,16 @@ def test_airflow_hooks_with_airflow_shaped_scopes(make_backend: MakeBackend, pro
         f"gs://{backend.bucket}/{backend.prefix}/ref/asset/name/s3%3A%2F%2Flake%2Forders/watermark/"
     )
     assert backend.deserialize_asset_state_store_from_ref(asset_ref) == "2024-06-01"
+    for reference in (ref, newer, asset_ref):  # Airflow passes no retention: no customTime, no expiry metadata
+        blob = backend._bucket.get_blob(backend._name_from_reference(reference))
+        assert blob.custom_time is None
+        assert "statestore-expires-at" not in (blob.metadata or {})
 
 
 def test_reference_of_expired_or_deleted_value(make_backend: MakeBackend) -> None:
     backend = make_backend()
     scope = TaskScope("d", "r", "t")
-    past = datetime.now(timezone.utc) - timedelta(seconds=1)
+    past = datetime.now(timezone.utc) - REFERENCE_EXPIRY_MARGIN - timedelta(seconds=1)  # the value's expiry: past
     ref = backend.store_value(scope, "k", '"v"', expires_at=past, allow_inline=False)
     assert ref is not None
     with pytest.raises(ReferenceNotFoundError, match="no longer exists"):
