@@ -565,6 +565,28 @@ class BaseStoreBackend(ABC):
             f"{type(self).__name__} does not list its worker-side values, so it cannot be reconciled"
         )
 
+    def _refuse_shared_location(self) -> None:
+        """Before the first hook write, refuse to share the configured server store's location.
+
+        Inside Airflow the two roles are built apart (``[state_store] backend`` in the API server,
+        ``[workers] state_store_backend`` here), so no ``StateStore`` compares them: the worker
+        builds the configured server backend once, when it is one of ours, and compares locations
+        (``statestore.core.store.check_distinct_roles``).
+        A backend with versioned references keeps its values apart and is never refused.
+        """
+        if self.versioned_references or self.__dict__.get("_roles_checked"):
+            return
+        from statestore.core.plugins import load_backend
+        from statestore.core.store import check_distinct_roles
+
+        try:
+            server_class = load_backend(self.config.backend)
+        except StateStoreError:  # Airflow's own server backend (not ours): it cannot share our storage names
+            server_class = None
+        if server_class is not None and issubclass(server_class, BaseStoreBackend):
+            check_distinct_roles(server_class(config=self.config), self)
+        self._roles_checked = True
+
     # Airflow 3.3.2's hook names. Airflow knows no retention on this path, so the values they write
     # carry no expiry (their rows' expiry is the server's business; reconciliation reclaims the
     # values whose rows are gone). Airflow wraps whatever the hook returns, so these always store
@@ -575,6 +597,7 @@ class BaseStoreBackend(ABC):
         legacy = getattr(self, "serialize_task_store_to_ref", None)
         if legacy is not None:
             return cast("str | None", legacy(value=value, key=key, ti_id=legacy_ti_id(task_scope)))
+        self._refuse_shared_location()
         return self.store_value(task_scope, key, encode_value(value), allow_inline=False)
 
     def deserialize_task_state_store_from_ref(self, stored: str) -> JsonValue:
@@ -588,6 +611,7 @@ class BaseStoreBackend(ABC):
         legacy = getattr(self, "serialize_asset_store_to_ref", None)
         if legacy is not None:
             return cast("str | None", legacy(value=value, key=key, asset_ref=legacy_asset_ref(asset_scope)))
+        self._refuse_shared_location()
         return self.store_value(asset_scope, key, encode_value(value), allow_inline=False)
 
     def deserialize_asset_state_store_from_ref(self, stored: str) -> JsonValue:
