@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from statestore.core import Config, TaskScope
 from statestore.core.metastore import MetastoreStoreBackend
 
-from .conftest import MYSQL_URL, POSTGRES_URL
+from ..conftest import MYSQL_URL, POSTGRES_URL
 
 
 def _kill_postgres(url: sa.URL) -> int:

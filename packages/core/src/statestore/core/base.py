@@ -601,9 +601,22 @@ class BaseStoreBackend(ABC):
         return self.store_value(task_scope, key, encode_value(value), allow_inline=False)
 
     def deserialize_task_state_store_from_ref(self, stored: str) -> JsonValue:
-        """Read back the value a task reference points to."""
+        """Read back the value a task reference points to; refuse another task's (or an asset's) reference.
+
+        Airflow passes only the reference. It reads the running task instance's store, so a
+        reference naming any other task, or an asset, is refused (``InvalidReferenceError``).
+        """
         legacy = getattr(self, "deserialize_task_store_from_ref", None)
-        return legacy(stored) if legacy is not None else decode_value(self.load_value(stored))
+        if legacy is not None:
+            return legacy(stored)
+        scope, _ = self.resolve_reference(stored)
+        running = _running_task()
+        if not isinstance(scope, TaskScope) or (running is not None and scope_path(scope) != scope_path(running)):
+            raise InvalidReferenceError(
+                f"{type(self).__name__} refuses reference {stored!r} for the task store of "
+                f"{running or 'a task'}: it names a value of {scope!r}"
+            )
+        return decode_value(self.load_value(stored))
 
     def serialize_asset_state_store_to_ref(self, *, value: JsonValue, key: str, scope: AssetScope) -> str | None:
         """Store an asset value in this backend and return its reference (None keeps it inline)."""
@@ -615,9 +628,29 @@ class BaseStoreBackend(ABC):
         return self.store_value(asset_scope, key, encode_value(value), allow_inline=False)
 
     def deserialize_asset_state_store_from_ref(self, stored: str) -> JsonValue:
-        """Read back the value an asset reference points to."""
+        """Read back the value an asset reference points to; refuse a task's reference."""
         legacy = getattr(self, "deserialize_asset_store_from_ref", None)
-        return legacy(stored) if legacy is not None else decode_value(self.load_value(stored))
+        if legacy is not None:
+            return legacy(stored)
+        scope, _ = self.resolve_reference(stored)
+        if not isinstance(scope, AssetScope):
+            raise InvalidReferenceError(
+                f"{type(self).__name__} refuses reference {stored!r} for an asset store: it names a value of {scope!r}"
+            )
+        return decode_value(self.load_value(stored))
+
+
+def _running_task() -> TaskScope | None:
+    """The task instance this Airflow worker process is running (Airflow's public ``get_current_context``), if any."""
+    if "airflow.sdk" not in sys.modules:
+        return None
+    try:
+        from airflow.sdk import get_current_context
+
+        ti = get_current_context()["ti"]
+        return TaskScope(ti.dag_id, ti.run_id, ti.task_id, -1 if ti.map_index is None else ti.map_index)
+    except Exception:  # noqa: BLE001 - outside a running task there is no context, and no task to compare with
+        return None
 
 
 def _found(reference: str, value: str | None) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 
 from statestore.core.base import RECONCILE_GRACE, BaseStoreBackend, StoredValue, utcnow
 from statestore.core.errors import InvalidReferenceError, StateStoreError
-from statestore.core.scopes import StoreScope
+from statestore.core.scopes import StoreScope, TaskScope
 from statestore.core.store import references_in
 
 __all__ = ["ReconcileResult", "reconcile"]
@@ -50,7 +50,7 @@ class ReconcileResult:
     live: int = 0
     """Kept: a server row references them."""
     unresolved: int = 0
-    """Kept: their reference could not be resolved to a scope and key (not statestore's to judge)."""
+    """Kept: their reference names no scope and key, or the server store cannot be asked about it."""
     orphaned: int = 0
     """No row references them: discarded (or, on a dry run, would be)."""
     discarded: int = 0
@@ -111,18 +111,40 @@ def _orphans(
     rows = _rows(server, [pair for _, pair in named])
     orphans = []
     for (reference, _), text in zip(named, rows, strict=True):
-        if reference in references_in([text]):
+        if text is _UNKNOWN:
+            result.unresolved += 1
+        elif isinstance(text, str) and reference in references_in([text]):
             result.live += 1
         else:
             orphans.append(reference)
     return orphans
 
 
-def _rows(server: Any, pairs: list[tuple[StoreScope, str]]) -> list[str | None]:
+_UNKNOWN = object()
+"""A row the server store cannot be asked about: its value is kept."""
+
+
+def _rows(server: Any, pairs: list[tuple[StoreScope, str]]) -> list[object]:
     """The server's text for each pair: ``get_many`` when it has it, else one ``get`` each (Airflow-only stores)."""
     if not pairs:
         return []
     get_many = getattr(server, "get_many", None)
     if get_many is not None:
         return get_many(pairs)  # type: ignore[no-any-return]
-    return [server.get(scope, key) for scope, key in pairs]
+    return [_foreign_get(server, scope, key) for scope, key in pairs]
+
+
+def _foreign_get(server: Any, scope: StoreScope, key: str) -> object:
+    """Ask a server store that has only Airflow's eight methods, in its own scope type.
+
+    Airflow's own metastore matches its own ``TaskScope`` class and keys asset state by asset id,
+    which a reference does not name: asset values are never judged against it (kept, counted as
+    unresolved).
+    """
+    if type(server).__module__.split(".")[0] != "airflow":
+        return server.get(scope, key)
+    if not isinstance(scope, TaskScope):
+        return _UNKNOWN
+    from airflow.state import TaskScope as AirflowTaskScope
+
+    return server.get(AirflowTaskScope(scope.dag_id, scope.run_id, scope.task_id, scope.map_index), key)

@@ -79,7 +79,10 @@ def _resolve_backend(spec: BaseStoreBackend | str | type[BaseStoreBackend], conf
     if isinstance(spec, BaseStoreBackend):
         return spec
     if isinstance(spec, (str, type)):
-        return load_backend(spec)(config=config)
+        backend_class = load_backend(spec)
+        if issubclass(backend_class, BaseStoreBackend):
+            return backend_class(config=config)
+        return backend_class()  # e.g. Airflow's own MetastoreBackend: built with no arguments, as Airflow does
     raise TypeError(f"a backend is an instance, a plugin name or a class path, got {type(spec).__name__}")
 
 
