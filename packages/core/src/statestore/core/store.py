@@ -504,6 +504,9 @@ class StateStore:
 
         Values younger than ``grace`` are kept (their rows may not be committed yet). Streams the
         worker backend's listing page by page, so memory stays flat whatever the number of values.
+        With Airflow's configuration, the rows that decide are those of the server store Airflow's
+        API server uses (``[state_store] backend``, by default Airflow's own metastore), resolved
+        by Airflow itself.
         """
         from statestore.core.reconcile import reconcile
 
@@ -512,7 +515,12 @@ class StateStore:
                 "reconcile needs a worker-side backend ([workers] state_backend): without one, values are stored "
                 "inline and there is nothing to reconcile"
             )
-        return reconcile(self.backend, self.worker_backend, dry_run=dry_run, grace=grace, progress=progress)
+        server: Any = self.backend
+        if self.config.from_airflow:
+            from airflow.state import get_state_backend
+
+            server = get_state_backend()
+        return reconcile(server, self.worker_backend, dry_run=dry_run, grace=grace, progress=progress)
 
 
 _READ_ATTEMPTS = 3

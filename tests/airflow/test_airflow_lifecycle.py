@@ -1,0 +1,133 @@
+"""The reference lifecycle in a real Airflow 3.3.2 run (``airflow dags test``) with the ``local`` worker backend.
+
+Airflow's own metastore is the server store ([state_store] backend = Airflow's MetastoreBackend);
+the task writes NEVER_EXPIRE, 90-day and default-retention values through Airflow's accessor. The
+values must carry no expiry (Airflow's hooks know none), ``state-store --airflow reconcile`` must keep
+every value whose row exists, and after ``airflow db clean`` of ``task_state_store`` it must discard
+exactly the values whose rows went.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .test_airflow_compat import LOCAL, airflow_env  # noqa: F401 - the fixture is used by name
+
+pytestmark = pytest.mark.airflow
+
+DAG = """
+from datetime import datetime, timedelta
+from airflow.sdk import NEVER_EXPIRE, dag, task
+
+@dag(dag_id="lifecycle_proof", schedule=None, start_date=datetime(2026, 1, 1), catchup=False)
+def lifecycle_proof():
+    @task
+    def write(**context):
+        store = context["task_state_store"]
+        store.set("never", {"job": "j-1", "pad": "x" * 100}, retention=NEVER_EXPIRE)
+        store.set("ninety", {"cursor": 90, "pad": "y" * 100}, retention=timedelta(days=90))
+        store.set("default", {"cursor": 3, "pad": "z" * 100})
+        assert store.get("never")["job"] == "j-1"
+        assert store.get("ninety")["cursor"] == 90
+
+    write()
+
+lifecycle_proof()
+"""
+
+
+def _run(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(list(args), env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, f"{args}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+def _json(out: str) -> Any:
+    """The JSON document on the last line of a command's output (Airflow may log before it)."""
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _values(objects: Path) -> dict[str, dict[str, Any]]:
+    """The local worker backend's values by key, with the metadata header of each file."""
+    found = {}
+    for path in (objects / "ref").rglob("*"):
+        if path.is_file():
+            found[path.parent.name] = json.loads(path.read_bytes().partition(b"\n")[0])
+    return found
+
+
+def test_dags_test_values_have_no_expiry_and_reconcile_follows_db_clean(
+    airflow_env: dict[str, str],  # noqa: F811 - pytest fixture
+    tmp_path: Path,
+) -> None:
+    env = dict(airflow_env)
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "lifecycle_proof.py").write_text(DAG)
+    bin_dir = str(Path(sys.executable).parent)
+    env.update(
+        {
+            "PATH": f"{bin_dir}:{env['PATH']}",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'airflow.db'}",
+            "AIRFLOW__STATE_STORE__BACKEND": "airflow.state.metastore.MetastoreBackend",
+            "AIRFLOW__STATE_STORE__DEFAULT_RETENTION_DAYS": "30",
+            "AIRFLOW__WORKERS__STATE_STORE_BACKEND": LOCAL,
+        }
+    )
+    objects = Path(env["AIRFLOW__STATESTORE_LOCAL__PATH"])
+    _run(env, "airflow", "db", "migrate")
+    _run(env, "airflow", "dags", "test", "lifecycle_proof")
+
+    values = _values(objects)
+    assert sorted(values) == ["default", "never", "ninety"]
+    assert all("statestore-expires-at" not in header for header in values.values()), (
+        "a value written through Airflow's hooks carries an expiry: it could go before its row"
+    )
+    rows = _json(
+        _run(
+            env,
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                """
+                import json, sqlalchemy as sa, os
+                engine = sa.create_engine(os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+                with engine.connect() as conn:
+                    rows = conn.execute(sa.text("SELECT key, expires_at FROM task_state_store")).all()
+                print(json.dumps({key: None if at is None else str(at) for key, at in rows}))
+                """
+            ),
+        )
+    )
+    assert rows["never"] is None
+    assert rows["ninety"] is not None
+    assert rows["default"] is not None
+
+    kept = _json(_run(env, "state-store", "--airflow", "reconcile", "--grace-minutes", "0", "--json"))
+    assert (kept["live"], kept["orphaned"]) == (3, 0), kept
+
+    future = (datetime.now(timezone.utc) + timedelta(days=100)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    _run(
+        env,
+        "airflow",
+        "db",
+        "clean",
+        "--tables",
+        "task_state_store",
+        "--clean-before-timestamp",
+        future,
+        "--skip-archive",
+        "--yes",
+    )
+    reclaimed = _json(_run(env, "state-store", "--airflow", "reconcile", "--grace-minutes", "0", "--json"))
+    assert (reclaimed["live"], reclaimed["discarded"], reclaimed["failed"]) == (1, 2, 0), reclaimed
+    assert sorted(_values(objects)) == ["never"], "reconcile kept an orphan or discarded a live value"
