@@ -12,7 +12,7 @@ import redis
 from redis.crc import key_slot
 
 from statestore.core import AssetScope, TaskScope
-from statestore.core.base import utcnow
+from statestore.core.base import REFERENCE_EXPIRY_MARGIN, ReferenceNotFoundError, utcnow
 from statestore.core.errors import InvalidReferenceError
 from statestore.core.testing import AirflowLikeAssetScope, AirflowLikeTaskScope
 from statestore.redis import RedisStoreBackend
@@ -192,15 +192,64 @@ def test_asset_identity_is_the_first_of_name_uri_and_id(backend: RedisStoreBacke
     assert backend.get(AssetScope(name="orders"), "k") is None
 
 
-def test_references_name_the_redis_key(backend: RedisStoreBackend, admin: redis.Redis) -> None:
-    ref = backend.serialize_task_state_store_to_ref(value={"job": 1}, key="k/{x}", scope=TASK)
-    assert ref == f"redis://{backend.key_prefix}{{task/dag/run/task}}/0/k%2F%7Bx%7D"
-    assert admin.exists(ref.removeprefix("redis://")) == 1
-    assert backend.reference_for(TASK, "k/{x}") == ref
-    assert backend.deserialize_task_state_store_from_ref(ref) == {"job": 1}
+def test_references_name_a_new_write_once_version_per_write(backend: RedisStoreBackend, admin: redis.Redis) -> None:
+    head = f"redis://{backend.key_prefix}ref:{{task/dag/run/task}}/0/k%2F%7Bx%7D/"
+    first = backend.serialize_task_state_store_to_ref(value={"job": 1}, key="k/{x}", scope=TASK)
+    second = backend.serialize_task_state_store_to_ref(value={"job": 2}, key="k/{x}", scope=TASK)
+    assert first is not None
+    assert second is not None
+    assert first.startswith(head)
+    assert second.startswith(head)
+    assert first != second
+    assert key_slot(first.removeprefix("redis://").encode()) == key_slot(backend.layout.index_key(TASK).encode())
+    assert [admin.pttl(ref.removeprefix("redis://")) for ref in (first, second)] == [-1, -1]  # the hooks: no expiry
+    assert backend.deserialize_task_state_store_from_ref(first) == {"job": 1}
+    assert backend.deserialize_task_state_store_from_ref(second) == {"job": 2}
+    backend.discard_value(first)
+    assert backend.deserialize_task_state_store_from_ref(second) == {"job": 2}  # discarding the old kept the new
     asset_ref = backend.serialize_asset_state_store_to_ref(value=[1], key="cursor", scope=ASSET)
-    assert asset_ref == f"redis://{backend.key_prefix}{{asset/name/orders}}/cursor"
+    assert asset_ref is not None
+    assert asset_ref.startswith(f"redis://{backend.key_prefix}ref:{{asset/name/orders}}/cursor/")
     assert backend.deserialize_asset_state_store_from_ref(asset_ref) == [1]
+
+
+def test_a_version_expires_a_margin_after_its_row(backend: RedisStoreBackend, admin: redis.Redis) -> None:
+    row_expiry = utcnow() + timedelta(hours=1)
+    ref = backend.store_value(TASK, "k", '"v"', expires_at=row_expiry)
+    assert ref is not None
+    expected = (row_expiry + REFERENCE_EXPIRY_MARGIN - utcnow()).total_seconds() * 1000
+    assert expected - 5_000 < admin.pttl(ref.removeprefix("redis://")) <= expected
+
+
+def test_one_prefix_serves_both_roles_and_reconciliation_lists_only_versions(backend: RedisStoreBackend) -> None:
+    backend.set(TASK, "k", '"row"')  # the server role, same prefix
+    refs = {backend.store_value(TASK, "k", f'"{i}"') for i in range(3)}
+    listed = [value for page in backend.iter_values() for value in page]
+    assert {value.reference for value in listed} == refs
+    assert all(utcnow() - timedelta(minutes=1) < value.written_at <= utcnow() for value in listed)
+    assert backend.get(TASK, "k") == '"row"'
+    failures = backend.discard_values([*refs, "redis://elsewhere:{asset/name/x}/k"])
+    assert list(failures) == ["redis://elsewhere:{asset/name/x}/k"]
+    assert "not under the key prefix" in failures["redis://elsewhere:{asset/name/x}/k"]
+    assert list(backend.iter_values()) == []
+    assert backend.get(TASK, "k") == '"row"'
+
+
+def test_pre_versioning_references_stay_readable(backend: RedisStoreBackend) -> None:
+    backend.set(TASK, "old", '"written before versioning"')
+    old = f"redis://{backend.key_prefix}{{task/dag/run/task}}/0/old"
+    assert backend.load_value(old, scope=TASK, key="old") == '"written before versioning"'
+    backend.discard_value(old)
+    assert backend.get(TASK, "old") is None
+
+
+def test_a_reference_is_honoured_only_for_its_own_scope_and_key(backend: RedisStoreBackend) -> None:
+    ref = backend.store_value(TASK, "k", '"v"')
+    assert ref is not None
+    assert backend.load_value(ref, scope=TASK, key="k") == '"v"'
+    for scope, key in ((TASK, "other"), (TaskScope("dag", "run", "task", 1), "k"), (ASSET, "k")):
+        with pytest.raises(InvalidReferenceError, match="it was written for key 'k'"):
+            backend.load_value(ref, scope=scope, key=key)
 
 
 def test_tampered_references_are_refused(
@@ -208,16 +257,22 @@ def test_tampered_references_are_refused(
 ) -> None:
     other = make_backend()
     other.set(TASK, "secret", '"s"')
+    other_version = other.store_value(TASK, "secret", '"s"')
     admin.set(backend.key_prefix + "plain", ":1")
     prefix = backend.key_prefix
+    version = "0" * 29
     tampered = {
         other.reference_for(TASK, "secret"): "not under the key prefix",
+        str(other_version): "not under the key prefix",
         f"redis://{prefix}plain": "not under the key prefix",
         f"redis://{prefix}{{task/dag/run/task}}/0#keys": "not a statestore path",
         f"redis://{prefix}{{task/dag/run/task}}#maps": "not a statestore value key",
         f"redis://{prefix}{{task/dag/run/task}}/0/a/b": "not a statestore path",
         f"redis://{prefix}{{task/dag/run/task}}/0/%2f": "not an encoded segment",
         f"redis://{prefix}{{task/dag/run/task/0}}/k": "not in canonical form",
+        f"redis://{prefix}ref:{{task/dag/run/task}}/0/k/not-a-version": "not a value version",
+        f"redis://{prefix}ref:{{task/dag/run/task}}/0/{version}": "not a statestore path",
+        f"redis://{prefix}ref:{{task/dag/run/task/0}}/k/{version}": "not in canonical form",
         "s3://bucket/task/dag/run/task/0/k": "does not start with 'redis://'",
     }
     for ref, reason in tampered.items():
@@ -229,10 +284,15 @@ def test_tampered_references_are_refused(
 
 async def test_async_references_round_trip(backend: RedisStoreBackend) -> None:
     ref = await backend.astore_value(ASSET, "k", '{"a":1}')
-    assert ref == backend.reference_for(ASSET, "k")
-    assert await backend.aload_value(ref) == '{"a":1}'
+    assert ref is not None
+    assert ref.startswith(f"redis://{backend.key_prefix}ref:{{asset/name/orders}}/k/")
+    assert await backend.aload_value(ref, scope=ASSET, key="k") == '{"a":1}'
     with pytest.raises(InvalidReferenceError, match="not under the key prefix"):
         await backend.aload_value("redis://elsewhere:{asset/name/orders}/k")
+    assert await backend.adiscard_values([ref]) == {}
+    await backend.adiscard_value(ref)  # already gone: not an error
+    with pytest.raises(ReferenceNotFoundError):
+        await backend.aload_value(ref)
     await backend.aclose()
 
 

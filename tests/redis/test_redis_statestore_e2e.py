@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from statestore.core import NEVER_EXPIRE, AssetScope, Config, StateStore, TaskScope
-from statestore.core.errors import ConfigurationError
+from statestore.core.naming import scope_path
 from statestore.redis import RedisStoreBackend
 
 TASK = TaskScope("etl", "run-1", "load", 2)
@@ -38,39 +38,64 @@ def server_store(request: pytest.FixtureRequest, redis_section: dict[str, str]) 
     return StateStore.from_config(config)
 
 
+def versions(worker: RedisStoreBackend) -> dict[str, str]:
+    """Every worker-side version the backend holds, as {Redis key: its scope path and key}."""
+    found = {}
+    for page in worker.iter_values():
+        for value in page:
+            name = value.reference.removeprefix("redis://")
+            scope, key, _ = worker.layout.parse_version_key(name)
+            found[name] = f"{scope_path(scope)[-1]}/{key}"
+    return found
+
+
+def row_reference(store: StateStore, scope: TaskScope | AssetScope, key: str) -> str:
+    row = store.backend.get(scope, key)
+    assert row is not None
+    return str(json.loads(row)["__airflow_state_ref__"])
+
+
 def test_worker_backend_keeps_the_value_and_the_server_row_only_the_reference(
     worker_store: StateStore, admin: redis.Redis, redis_section: dict[str, str]
 ) -> None:
     assert isinstance(worker_store.worker_backend, RedisStoreBackend)
     value = {"rows": list(range(100))}
     worker_store.task_store(TASK).set("checkpoint", value)
-    redis_key = f"{redis_section['key_prefix']}{{task/etl/run-1/load}}/2/checkpoint"
-    assert json.loads(worker_store.backend.get(TASK, "checkpoint")) == {"__airflow_state_ref__": f"redis://{redis_key}"}
+    reference = row_reference(worker_store, TASK, "checkpoint")
+    assert reference.startswith(f"redis://{redis_section['key_prefix']}ref:{{task/etl/run-1/load}}/2/checkpoint/")
+    redis_key = reference.removeprefix("redis://")
     assert json.loads(admin.get(redis_key).partition(":")[2]) == value
-    assert 0 < admin.pttl(redis_key) <= 30 * 86_400_000  # [state_store] default_retention_days = 30
+    # [state_store] default_retention_days = 30, plus the one-day margin: the value never expires before its row.
+    assert 30 * 86_400_000 < admin.pttl(redis_key) <= 31 * 86_400_000
     assert worker_store.task_store(TASK).get("checkpoint") == value
+    worker_store.task_store(TASK).set("checkpoint", "newer")
+    assert admin.exists(redis_key) == 1  # the old version stays until its row's delete (or reconciliation)
+    assert worker_store.task_store(TASK).get("checkpoint") == "newer"
 
 
-def test_worker_delete_and_clear_remove_row_and_redis_key(worker_store: StateStore, admin: redis.Redis) -> None:
+def test_worker_delete_and_clear_remove_row_and_exactly_its_version(
+    worker_store: StateStore, admin: redis.Redis
+) -> None:
     worker = worker_store.worker_backend
     assert isinstance(worker, RedisStoreBackend)
     ts = worker_store.task_store(TASK)
     for key in ("a", "b", "c"):
         ts.set(key, key * 10)
     worker_store.task_store(TaskScope("etl", "run-1", "load", 3)).set("other", "o")
+    named_a = row_reference(worker_store, TASK, "a").removeprefix("redis://")
     ts.delete("a")
     assert worker_store.backend.get(TASK, "a") is None
-    assert admin.exists(worker.layout.value_key(TASK, "a")) == 0
-    assert worker.keys(TASK) == ["b", "c"]
+    assert admin.exists(named_a) == 0
+    assert sorted(versions(worker).values()) == ["2/b", "2/c", "3/other"]
     ts.clear()
     assert worker_store.backend.keys(TASK) == []
-    assert worker.keys(TASK) == []
-    assert worker.keys(TaskScope("etl", "run-1", "load", 3)) == ["other"]
+    assert len(versions(worker)) == 1
+    assert worker_store.task_store(TaskScope("etl", "run-1", "load", 3)).get("other") == "o"
 
 
 def test_worker_clear_on_success(worker_store: StateStore) -> None:
     worker = worker_store.worker_backend
-    assert worker is not None
+    assert isinstance(worker, RedisStoreBackend)
 
     def failing_attempt() -> None:
         with worker_store.task_attempt(TASK, clear_on_success=True) as ts:
@@ -79,10 +104,10 @@ def test_worker_clear_on_success(worker_store: StateStore) -> None:
 
     with pytest.raises(RuntimeError, match="attempt failed"):
         failing_attempt()
-    assert worker.keys(TASK) == ["progress"]  # kept for the retry
+    assert len(versions(worker)) == 1  # kept for the retry
     with worker_store.task_attempt(TASK, clear_on_success=True) as ts:
         assert ts.get("progress") == 0.5
-    assert worker.keys(TASK) == []
+    assert versions(worker) == {}
     assert worker_store.backend.keys(TASK) == []
 
 
@@ -91,12 +116,12 @@ async def test_worker_async_assets(worker_store: StateStore) -> None:
     assert isinstance(worker, RedisStoreBackend)
     orders = worker_store.asset_store(name="orders")
     await orders.aset("watermark", {"ts": "2024-01-01T00:00:00Z"})
-    row = json.loads(await worker_store.backend.aget(AssetScope(name="orders"), "watermark"))
-    assert row == {"__airflow_state_ref__": worker.reference_for(AssetScope(name="orders"), "watermark")}
+    reference = row_reference(worker_store, AssetScope(name="orders"), "watermark")
+    assert reference.startswith(f"redis://{worker.key_prefix}ref:{{asset/name/orders}}/watermark/")
     assert (await orders.aget("watermark")) == {"ts": "2024-01-01T00:00:00Z"}
     await orders.aclear()
     assert await orders.aget("watermark") is None
-    assert await worker.akeys(AssetScope(name="orders")) == []
+    assert versions(worker) == {}
     await worker.aclose()
 
 
@@ -139,13 +164,17 @@ async def test_server_backend_async(server_store: StateStore) -> None:
     await backend.aclose()
 
 
-def test_redis_on_both_sides_needs_two_prefixes(redis_section: dict[str, str]) -> None:
+def test_one_redis_location_serves_both_roles(redis_section: dict[str, str]) -> None:
+    """Versions live under ``<prefix>ref:``, which the server role never writes: one url and prefix for both."""
     section = Config.from_dict({"statestore_redis": redis_section})
-    with pytest.raises(ConfigurationError, match=r"both store in redis://.* key_prefix=sstest:"):
-        StateStore(backend="redis", worker_backend="redis", config=section)
-    worker = RedisStoreBackend(key_prefix=redis_section["key_prefix"] + "w:", config=section)
-    store = StateStore(backend="redis", worker_backend=worker, config=section)
-    store.task_store(TASK).set("k", "v")
-    assert store.task_store(TASK).get("k") == "v"
-    assert json.loads(store.backend.get(TASK, "k")) == {"__airflow_state_ref__": worker.reference_for(TASK, "k")}
-    worker.close()
+    store = StateStore(backend="redis", worker_backend="redis", config=section)
+    ts = store.task_store(TASK)
+    ts.set("k", {"v": 1})
+    assert ts.get("k") == {"v": 1}
+    reference = row_reference(store, TASK, "k")
+    assert reference.startswith(f"redis://{redis_section['key_prefix']}ref:")
+    ts.delete("k")
+    assert ts.get("k") is None
+    worker = store.worker_backend
+    assert isinstance(worker, RedisStoreBackend)
+    assert versions(worker) == {}

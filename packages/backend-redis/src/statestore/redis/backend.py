@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
@@ -29,10 +30,21 @@ from redis.exceptions import NoScriptError, RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from statestore.core.base import BaseStoreBackend, CleanupResult, StoredEntry, utcnow
+from statestore.core.base import (
+    REFERENCE_EXPIRY_MARGIN,
+    BaseStoreBackend,
+    CleanupResult,
+    ReferenceNotFoundError,
+    StoredEntry,
+    StoredValue,
+    _check_expires_at,
+    _check_value,
+    is_expired,
+    utcnow,
+)
 from statestore.core.config import Config, mask_secret
-from statestore.core.errors import ConfigurationError, InvalidReferenceError, StorageError
-from statestore.core.naming import decode_segment
+from statestore.core.errors import ConfigurationError, InvalidReferenceError, StateStoreError, StorageError
+from statestore.core.naming import decode_segment, new_version, validate_key, version_written_at
 from statestore.core.scopes import StoreScope, TaskScope, to_scope
 from statestore.redis.layout import KeyLayout
 from statestore.redis.scripts import CLEAR_CHUNK, DELETE, PRUNE_CHUNK, SET
@@ -551,20 +563,197 @@ class RedisStoreBackend(BaseStoreBackend):
             )
         return _decode_members(members)
 
-    # -- worker-side references -----------------------------------------------------------------------
+    # -- worker-side references ----------------------------------------------------------------------
+    # The worker role writes every value as a new write-once key (``layout.version_key``) that no
+    # other write ever replaces, so a delete aimed at an old version never removes a newer one,
+    # and one url and key_prefix can serve both roles. References written before versioning name
+    # a server-layout value key (``redis://P{…}/…``) and stay readable.
 
-    def reference_for(self, scope: StoreScope, key: str) -> str:
-        """``redis://<the Redis key holding the value>``: a pure function of ``(scope, key)`` and the prefix."""
-        return "redis://" + self.layout.value_key(to_scope(scope), key)
+    versioned_references = True
+
+    def _new_version(self, scope: StoreScope, key: str, value_json: str, expires_at: datetime | None) -> list[str]:
+        """Name and stored string of a new version; its expiry is the row's plus the margin (None: never)."""
+        row_expiry = _check_expires_at(expires_at)
+        expiry = None if row_expiry is None else row_expiry + REFERENCE_EXPIRY_MARGIN
+        name = self.layout.version_key(to_scope(scope), validate_key(key), new_version())
+        return [name, f"{_expiry_ms(expiry)}:{_check_value(value_json)}"]
+
+    def _version_command(self, name: str, stored: str) -> list[Any]:
+        """``SET name value NX [PXAT ms]``: NX keeps a version write-once even if a name ever repeated."""
+        expiry = stored.partition(":")[0]
+        return ["SET", name, stored, "NX", *(("PXAT", expiry) if expiry else ())]
+
+    def store_value(
+        self,
+        scope: StoreScope,
+        key: str,
+        value_json: str,
+        *,
+        expires_at: datetime | None = None,
+        allow_inline: bool = True,
+    ) -> str | None:
+        """Write a new version of ``(scope, key)`` (``SET … NX``, and ``WAIT`` if configured); return its reference."""
+        name, stored = self._new_version(scope, key, value_json, expires_at)
+        with self._errors("SET"):
+            client = self._sync().client
+            if not self.wait_replicas:
+                client.execute_command(*self._version_command(name, stored))
+            else:
+                pipe = client.pipeline(transaction=False)
+                pipe.execute_command(*self._version_command(name, stored))
+                pipe.wait(self.wait_replicas, int(self.wait_timeout * 1000))
+                self._check_acked("SET", pipe.execute()[1])
+        return "redis://" + name
+
+    async def astore_value(
+        self,
+        scope: StoreScope,
+        key: str,
+        value_json: str,
+        *,
+        expires_at: datetime | None = None,
+        allow_inline: bool = True,
+    ) -> str | None:
+        """Async twin of :meth:`store_value`."""
+        name, stored = self._new_version(scope, key, value_json, expires_at)
+        with self._errors("SET"):
+            client = (await self._async()).client
+            if not self.wait_replicas:
+                await client.execute_command(*self._version_command(name, stored))
+            else:
+                pipe = client.pipeline(transaction=False)
+                pipe.execute_command(*self._version_command(name, stored))
+                pipe.wait(self.wait_replicas, int(self.wait_timeout * 1000))
+                self._check_acked("SET", (await pipe.execute())[1])
+        return "redis://" + name
+
+    def _version_name(self, reference: str, scope: StoreScope | None = None, key: str | None = None) -> str | None:
+        """The version key a reference names, None for a pre-versioning one; checked against scope/key when given."""
+        self._checked(reference, scope, key)
+        name = reference[len("redis://") :]
+        return name if self.layout.is_version_key(name) else None
+
+    @staticmethod
+    def _loaded(reference: str, raw: Any) -> str:
+        entry = _entry(raw)
+        if entry is None or is_expired(entry.expires_at):
+            raise ReferenceNotFoundError(f"the value behind {reference!r} no longer exists (expired or deleted)")
+        return entry.value
+
+    def load_value(self, reference: str, *, scope: StoreScope | None = None, key: str | None = None) -> str:
+        """Read the value behind a reference with one ``GET`` (checked against ``scope``/``key`` when given)."""
+        name = self._version_name(reference, scope, key)
+        if name is None:
+            return super().load_value(reference)
+        with self._errors("GET"):
+            return self._loaded(reference, self._sync().client.get(name))
+
+    async def aload_value(self, reference: str, *, scope: StoreScope | None = None, key: str | None = None) -> str:
+        """Async twin of :meth:`load_value`."""
+        name = self._version_name(reference, scope, key)
+        if name is None:
+            return await super().aload_value(reference)
+        with self._errors("GET"):
+            return self._loaded(reference, await (await self._async()).client.get(name))
+
+    def discard_value(self, reference: str) -> None:
+        """Delete exactly the version ``reference`` names (one ``UNLINK``); one already gone is not an error."""
+        name = self._version_name(reference)
+        if name is None:
+            super().discard_value(reference)
+            return
+        with self._errors("UNLINK"):
+            self._sync().client.unlink(name)
+
+    async def adiscard_value(self, reference: str) -> None:
+        """Async twin of :meth:`discard_value`."""
+        name = self._version_name(reference)
+        if name is None:
+            await super().adiscard_value(reference)
+            return
+        with self._errors("UNLINK"):
+            await (await self._async()).client.unlink(name)
+
+    def _discard_chunks(self, references: Iterable[str]) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
+        """``({version key: reference} of up to CHUNK, {reference: reason} refused)``, chunk by chunk.
+
+        Pre-versioning references are discarded one by one on the way (they are rare and old).
+        """
+        chunk: dict[str, str] = {}
+        refused: dict[str, str] = {}
+        for reference in references:
+            try:
+                name = self._version_name(reference)
+                if name is None:
+                    super().discard_value(reference)
+                else:
+                    chunk[name] = reference
+            except StateStoreError as exc:
+                refused[reference] = str(exc)
+            if len(chunk) == CHUNK:
+                yield chunk, refused
+                chunk, refused = {}, {}
+        if chunk or refused:
+            yield chunk, refused
+
+    def discard_values(self, references: Iterable[str]) -> dict[str, str]:
+        """Delete the versions named, one ``UNLINK`` of up to 500 keys per request (per slot on a cluster).
+
+        Returns ``{reference: reason}`` for those that could not be deleted; a failed request fails
+        its chunk only.
+        """
+        failures: dict[str, str] = {}
+        for chunk, refused in self._discard_chunks(references):
+            failures.update(refused)
+            try:
+                with self._errors("UNLINK"):
+                    if chunk:
+                        self._sync().client.unlink(*chunk)
+            except StorageError as exc:
+                failures.update(dict.fromkeys(chunk.values(), str(exc)))
+        return failures
+
+    async def adiscard_values(self, references: Iterable[str]) -> dict[str, str]:
+        """Async twin of :meth:`discard_values` (pre-versioning references are discarded synchronously)."""
+        failures: dict[str, str] = {}
+        for chunk, refused in self._discard_chunks(references):
+            failures.update(refused)
+            try:
+                with self._errors("UNLINK"):
+                    if chunk:
+                        await (await self._async()).client.unlink(*chunk)
+            except StorageError as exc:
+                failures.update(dict.fromkeys(chunk.values(), str(exc)))
+        return failures
+
+    def iter_values(self) -> Iterator[list[StoredValue]]:
+        """Every worker-side version under ``Pref:``, ``SCAN`` on every primary, in pages of up to 1000."""
+        page: list[StoredValue] = []
+        with self._errors("SCAN"):
+            for raw in self._sync().client.scan_iter(match=self.layout.version_pattern(), count=1000):
+                name = raw.decode()
+                try:
+                    version = self.layout.parse_version_key(name)[2]
+                except ValueError:  # not a name this backend writes: never statestore's to reclaim
+                    continue
+                page.append(StoredValue("redis://" + name, version_written_at(version)))
+                if len(page) == 1000:
+                    yield page
+                    page = []
+        if page:
+            yield page
 
     def resolve_reference(self, reference: str) -> tuple[StoreScope, str]:
-        """Invert :meth:`reference_for`; refuse anything that is not a value key under this backend's prefix."""
+        """The ``(scope, key)`` a reference names; refuse anything this backend did not write under its prefix."""
         if not isinstance(reference, str) or not reference.startswith("redis://"):
             raise InvalidReferenceError(
                 f"RedisStoreBackend refuses reference {reference!r}: it does not start with 'redis://'"
             )
+        name = reference[len("redis://") :]
         try:
-            return self.layout.parse_value_key(reference[len("redis://") :])
+            if self.layout.is_version_key(name):
+                return self.layout.parse_version_key(name)[:2]
+            return self.layout.parse_value_key(name)
         except ValueError as exc:
             raise InvalidReferenceError(
                 f"RedisStoreBackend refuses reference {reference!r}: {exc} "

@@ -8,7 +8,12 @@ value of a task key    ``P{task/<dag>/<run>/<task>}/<map_index>/<key>``
 value of an asset key  ``P{asset/name/<name>}/<key>`` (or ``asset/uri/…``, ``asset/id/…``)
 index of one scope     ``<scope>#keys`` — sorted set: encoded key -> expiry (ms, ``inf``)
 map indices of a task  ``P{task/<dag>/<run>/<task>}#maps`` — sorted set: map index -> latest expiry
+worker-side version    ``Pref:{task/<dag>/<run>/<task>}/<map_index>/<key>/<version>``, ``Pref:{asset/…}/<key>/<v>``
 =====================  ==========================================================
+
+Worker-side values (the worker role) are write-once *versions*, one key per ``store_value``, under
+``Pref:`` — a namespace the server role never writes (its names continue ``P{``), in the slot of
+their scope's hash tag. ``<version>`` is :func:`statestore.core.naming.new_version`.
 
 Every id and key is percent-encoded with :func:`statestore.core.naming.encode_segment`, so a
 segment never contains ``/``, ``#``, ``{`` or ``}``: the names parse back unambiguously (hence
@@ -22,13 +27,14 @@ import re
 from functools import lru_cache
 
 from statestore.core.errors import ConfigurationError
-from statestore.core.naming import encode_segment, parse_path, scope_path
+from statestore.core.naming import encode_segment, parse_path, scope_path, version_written_at
 from statestore.core.scopes import StoreScope, TaskScope
 
 __all__ = ["KeyLayout"]
 
 INDEX_SUFFIX = "#keys"
 MAPS_SUFFIX = "#maps"
+VERSIONS = "ref:"
 
 
 @lru_cache(maxsize=4096)
@@ -86,6 +92,28 @@ class KeyLayout:
         """An index name and, for a task's index, its map-index set (as :meth:`tracking_keys` gives them)."""
         task = _TASK_INDEX.fullmatch(index)
         return (index, task.group(1) + MAPS_SUFFIX) if task else (index,)
+
+    def version_key(self, scope: StoreScope, key: str, version: str) -> str:
+        """The Redis string holding one worker-side version of ``(scope, key)``."""
+        base = _names(self.prefix, scope)[1]
+        return f"{self.prefix}{VERSIONS}{base[len(self.prefix) :]}/{_encode_key(key)}/{version}"
+
+    def is_version_key(self, name: str) -> bool:
+        """Whether ``name`` is in the worker-side namespace (not whether it is a well-formed version key)."""
+        return name.startswith(self.prefix + VERSIONS)
+
+    def parse_version_key(self, name: str) -> tuple[StoreScope, str, str]:
+        """Invert :meth:`version_key`: ``(scope, key, version)``; ``ValueError`` for any other name."""
+        if not self.is_version_key(name):
+            raise ValueError(f"it is not under the key prefix {self.prefix + VERSIONS!r}")
+        head, _, version = name.rpartition("/")
+        version_written_at(version)  # ValueError unless a version
+        scope, key = self.parse_value_key(self.prefix + head[len(self.prefix + VERSIONS) :])
+        return scope, key, version
+
+    def version_pattern(self) -> str:
+        """A ``SCAN MATCH`` pattern matching every worker-side version under this prefix."""
+        return _GLOB_SPECIAL.sub(r"\\\1", self.prefix + VERSIONS) + "{*"
 
     def parse_value_key(self, name: str) -> tuple[StoreScope, str]:
         """Invert :meth:`value_key`; ``ValueError`` for any name it could not have produced."""
