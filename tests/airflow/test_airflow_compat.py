@@ -290,3 +290,78 @@ def test_redis_worker_backend_with_airflow_scopes(airflow_env: dict[str, str]) -
     assert prefix in out["ref"]
     assert out["read"] == [{"page": 4}, "2026-01-01"]
     assert out["after_clear"] == []
+
+
+DAG_FILE = """
+import json, os
+from airflow.sdk import dag, task
+from airflow.sdk.execution_time.context import NEVER_EXPIRE
+
+
+@dag(schedule=None, catchup=False)
+def statestore_redis_cluster():
+    @task
+    def use_store(**context):
+        ts = context["task_state_store"]
+        ts.set("job", {"id": "j-1"})
+        ts.set("forever", 1, retention=NEVER_EXPIRE)
+        ts.set("job", {"id": "j-2"})
+        with open(os.environ["STATESTORE_DAG_OUT"], "w") as out:
+            json.dump({"job": ts.get("job"), "forever": ts.get("forever")}, out)
+
+    use_store()
+
+
+statestore_redis_cluster()
+"""
+
+
+def test_redis_cluster_in_both_roles_in_a_real_dag_run(airflow_env: dict[str, str], tmp_path: Path) -> None:
+    """``airflow dags test`` with RedisStoreBackend (``cluster = True``) as ``[state_store] backend`` and as
+    ``[workers] state_store_backend`` on a 3-primary cluster: one section, one prefix, both roles."""
+    from redis.cluster import RedisCluster
+
+    from statestore.redis.testing import LocalCluster
+
+    cluster = LocalCluster(tmp_path / "cluster")
+    try:
+        dags = tmp_path / "dags"
+        dags.mkdir()
+        (dags / "statestore_redis_cluster.py").write_text(DAG_FILE)
+        prefix = f"airflow-dag-{uuid.uuid4().hex[:8]}:"
+        airflow_env.update(
+            {
+                "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+                "AIRFLOW__STATE_STORE__BACKEND": "statestore.redis.RedisStoreBackend",
+                "AIRFLOW__WORKERS__STATE_STORE_BACKEND": "statestore.redis.RedisStoreBackend",
+                "AIRFLOW__STATESTORE_REDIS__URL": cluster.url,
+                "AIRFLOW__STATESTORE_REDIS__CLUSTER": "True",
+                "AIRFLOW__STATESTORE_REDIS__KEY_PREFIX": prefix,
+                "STATESTORE_DAG_OUT": str(tmp_path / "out.json"),
+            }
+        )
+        for command in (["db", "migrate"], ["dags", "test", "statestore_redis_cluster"]):
+            result = subprocess.run(
+                [sys.executable, "-m", "airflow", *command],
+                env=airflow_env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            assert result.returncode == 0, (
+                f"airflow {' '.join(command)}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
+        assert json.loads((tmp_path / "out.json").read_text()) == {"job": {"id": "j-2"}, "forever": 1}
+        with RedisCluster.from_url(cluster.url, decode_responses=True) as client:
+            names = list(client.scan_iter(match=f"{prefix}*"))
+            rows = [n for n in names if not n.startswith(f"{prefix}ref:") and n.endswith(("/job", "/forever"))]
+            versions = [n for n in names if n.startswith(f"{prefix}ref:")]
+            assert len(rows) == 2, names  # the server role's values: the references
+            for row in rows:
+                marker = json.loads(client.get(row).partition(":")[2])
+                assert marker["__airflow_state_ref__"].removeprefix("redis://") in versions
+            assert len(versions) == 3, names  # one version per set, the overwritten one kept for reconciliation
+            assert all(client.pttl(v) == -1 for v in versions)  # Airflow's hooks know no retention: no TTL
+    finally:
+        cluster.stop()
