@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .test_airflow_compat import LOCAL, airflow_env  # noqa: F401 - the fixture is used by name
+from .test_airflow_compat import LOCAL, METASTORE, airflow_env  # noqa: F401 - the fixture is used by name
 
 pytestmark = pytest.mark.airflow
 
@@ -64,27 +64,37 @@ def _values(objects: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def test_dags_test_values_have_no_expiry_and_reconcile_follows_db_clean(
-    airflow_env: dict[str, str],  # noqa: F811 - pytest fixture
-    tmp_path: Path,
-) -> None:
-    env = dict(airflow_env)
+def _airflow(base: dict[str, str], tmp_path: Path, **settings: str) -> dict[str, str]:
+    """Environment for ``airflow`` commands: a DAG folder with the proof DAG, an SQLite Airflow database."""
+    env = dict(base)
     dags = tmp_path / "dags"
     dags.mkdir()
     (dags / "lifecycle_proof.py").write_text(DAG)
-    bin_dir = str(Path(sys.executable).parent)
     env.update(
         {
-            "PATH": f"{bin_dir}:{env['PATH']}",
+            "PATH": f"{Path(sys.executable).parent}:{env['PATH']}",
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'airflow.db'}",
             "AIRFLOW__STATE_STORE__BACKEND": "airflow.state.metastore.MetastoreBackend",
             "AIRFLOW__STATE_STORE__DEFAULT_RETENTION_DAYS": "30",
             "AIRFLOW__WORKERS__STATE_STORE_BACKEND": LOCAL,
+            **settings,
         }
     )
-    objects = Path(env["AIRFLOW__STATESTORE_LOCAL__PATH"])
     _run(env, "airflow", "db", "migrate")
+    return env
+
+
+def _reconcile(env: dict[str, str]) -> dict[str, Any]:
+    return _json(_run(env, "state-store", "--airflow", "reconcile", "--grace-minutes", "0", "--json"))  # type: ignore[no-any-return]
+
+
+def test_dags_test_values_have_no_expiry_and_reconcile_follows_db_clean(
+    airflow_env: dict[str, str],  # noqa: F811 - pytest fixture
+    tmp_path: Path,
+) -> None:
+    env = _airflow(airflow_env, tmp_path)
+    objects = Path(env["AIRFLOW__STATESTORE_LOCAL__PATH"])
     _run(env, "airflow", "dags", "test", "lifecycle_proof")
 
     values = _values(objects)
@@ -112,7 +122,7 @@ def test_dags_test_values_have_no_expiry_and_reconcile_follows_db_clean(
     assert rows["ninety"] is not None
     assert rows["default"] is not None
 
-    kept = _json(_run(env, "state-store", "--airflow", "reconcile", "--grace-minutes", "0", "--json"))
+    kept = _reconcile(env)
     assert (kept["live"], kept["orphaned"]) == (3, 0), kept
 
     future = (datetime.now(timezone.utc) + timedelta(days=100)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
@@ -128,6 +138,48 @@ def test_dags_test_values_have_no_expiry_and_reconcile_follows_db_clean(
         "--skip-archive",
         "--yes",
     )
-    reclaimed = _json(_run(env, "state-store", "--airflow", "reconcile", "--grace-minutes", "0", "--json"))
+    reclaimed = _reconcile(env)
     assert (reclaimed["live"], reclaimed["discarded"], reclaimed["failed"]) == (1, 2, 0), reclaimed
     assert sorted(_values(objects)) == ["never"], "reconcile kept an orphan or discarded a live value"
+
+
+def test_one_location_for_both_roles_in_airflow_cfg(
+    airflow_env: dict[str, str],  # noqa: F811 - pytest fixture
+    tmp_path: Path,
+) -> None:
+    """``[state_store] backend`` and ``[workers] state_store_backend`` both LocalStoreBackend on one path: it works.
+
+    The DAG reads each value back inside the task (a value replaced by its own reference would fail
+    there), and reconciliation keeps every value, because rows and values never share a name.
+    """
+    env = _airflow(airflow_env, tmp_path, AIRFLOW__STATE_STORE__BACKEND=LOCAL)
+    objects = Path(env["AIRFLOW__STATESTORE_LOCAL__PATH"])
+    _run(env, "airflow", "dags", "test", "lifecycle_proof")
+    assert sorted(_values(objects)) == ["default", "never", "ninety"]
+    assert sorted(p.name for p in (objects / "task").rglob("*") if p.is_file()) == ["default", "never", "ninety"]
+    kept = _reconcile(env)
+    assert (kept["live"], kept["orphaned"]) == (3, 0), kept
+
+
+def test_metastore_for_both_roles_fails_at_the_first_write(
+    airflow_env: dict[str, str],  # noqa: F811 - pytest fixture
+    tmp_path: Path,
+) -> None:
+    """statestore's metastore named for both roles (one database): the task's first set fails with one clear line."""
+    env = _airflow(
+        airflow_env,
+        tmp_path,
+        AIRFLOW__STATE_STORE__BACKEND=METASTORE,
+        AIRFLOW__WORKERS__STATE_STORE_BACKEND=METASTORE,
+    )
+    result = subprocess.run(
+        ["airflow", "dags", "test", "lifecycle_proof"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert "both store in" in output, output[-3000:]
+    assert "[workers] state_backend" in output
