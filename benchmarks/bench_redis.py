@@ -13,6 +13,8 @@ or ``python benchmarks/bench_redis.py``. Parts, each printed as a table:
 * ``concurrency``: 8 processes x 2 threads against raw redis-py at equal concurrency (total ops/s).
 * ``cluster``: the single-thread workload on a private 3-primary Redis Cluster beside raw ``RedisCluster``.
 * ``clear``: the longest PING round trip of another client while ``clear`` deletes 100,000 keys.
+* ``reconcile``: reconciliation of 100,000 worker-side versions (one in five still named by a row,
+  Redis in both roles on a private server): wall time, peak Python memory, requests by command.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import statistics
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -38,13 +41,14 @@ import redis.asyncio as aredis
 from redis.cluster import RedisCluster
 
 from statestore.core import Config, StateStore, TaskScope
+from statestore.core.naming import encode_segment, new_version
 from statestore.redis import RedisStoreBackend
 from statestore.redis.testing import CommandCounter, LocalCluster, LocalServer
 
 OPS = ("set", "get", "delete")
 SCOPE = TaskScope("bench_dag", "manual__2024-01-01T00:00:00+00:00", "extract", 3)
 KEYS = [f"progress-{i}" for i in range(1000)]
-PARTS = ("single", "async", "servertime", "concurrency", "cluster", "clear")
+PARTS = ("single", "async", "servertime", "concurrency", "cluster", "clear", "reconcile")
 
 
 @dataclass
@@ -365,6 +369,42 @@ def clear_block(directory: Path, keys: int = 100_000) -> None:
     server.stop()
 
 
+def reconcile_run(directory: Path, total: int = 100_000, live: int = 20_000) -> None:
+    """Reconcile ``total`` versions of which ``live`` are named by rows: time, peak memory, commands sent."""
+    server = LocalServer(directory / "reconcile")
+    admin = server.client()
+    backend = backend_for(server.url, "rec:")
+    store = StateStore(backend=backend, worker_backend=backend, config=Config.from_dict({}))
+    for start in range(0, total, 10_000):
+        pipe = admin.pipeline(transaction=False)
+        for i in range(start, min(total, start + 10_000)):
+            scope, key = TaskScope("rec", f"run{i % 1000}", "task"), f"k{i}"
+            name = backend.layout.version_key(scope, key, new_version())
+            pipe.set(name, ":1")
+            if i < live:  # a row naming this version, as StateStore writes it
+                pipe.set(
+                    backend.layout.value_key(scope, key), ":" + json.dumps({"__airflow_state_ref__": "redis://" + name})
+                )
+                pipe.zadd(backend.layout.index_key(scope), {encode_segment(key): "inf"})
+        pipe.execute()
+    admin.config_resetstat()
+    tracemalloc.start()
+    started = time.perf_counter()
+    result = store.reconcile(grace=timedelta(0))
+    took = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    stats = admin.info("commandstats")
+    commands = {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items() if "config" not in k}
+    print(f"\nreconcile of {total:,} versions, {live:,} named by rows (Redis in both roles, private server):")
+    print(f"{took:.1f} s, peak Python memory {peak / 1e6:.1f} MB, {result.pages} pages, {result.discarded:,} discarded")
+    print("commands: " + ", ".join(f"{name} {calls:,}" for name, calls in sorted(commands.items())))
+    assert (result.live, result.discarded) == (live, total - live), result
+    backend.close()
+    admin.close()
+    server.stop()
+
+
 def cleanup(url: str, prefix: str) -> None:
     client = redis.Redis.from_url(url)
     keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
@@ -407,6 +447,8 @@ def main() -> None:
                 cluster(directory, value, args.ops, args.rounds)
             if "clear" not in args.skip:
                 clear_block(directory)
+            if "reconcile" not in args.skip:
+                reconcile_run(directory)
         finally:
             cleanup(args.url, prefix)
 

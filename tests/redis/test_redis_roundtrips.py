@@ -127,3 +127,13 @@ def test_clear_cost_is_independent_of_unrelated_keys(
     # All map indices: the map-index set is read, one chunk per remaining map index, read again (empty).
     assert without[1].sent == Counter({"zrange": 2, "evalsha": 2})
     assert without[1].scripted["unlink"] == 2
+
+
+def test_a_page_of_rows_is_one_round_trip(backend: RedisStoreBackend, counted: CommandCounter) -> None:
+    """Reconciliation asks the server role for a page of rows at once: one pipeline of GETs."""
+    pairs = [(TaskScope("dag", "run", "task", i % 3), f"k{i}") for i in range(50)]
+    for scope, key in pairs[::2]:
+        backend.set(scope, key, f'"{key}"')
+    counted.take()
+    assert backend.get_many(pairs) == [f'"{key}"' if i % 2 == 0 else None for i, (_, key) in enumerate(pairs)]
+    assert counted.take().sent == Counter({"get": 50})

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
@@ -512,6 +512,15 @@ class RedisStoreBackend(BaseStoreBackend):
         with self._errors("ZRANGEBYSCORE"):
             members = self._sync().client.zrangebyscore(self.layout.index_key(scope), self._live_min(), "+inf")
         return _decode_members(members)
+
+    def _get_many(self, items: Sequence[tuple[StoreScope, str]], session: Any) -> list[str | None]:
+        """One pipeline of ``GET``s (one round trip per node): reconciliation asks a page of rows at once."""
+        with self._errors("GET"):
+            pipe = self._sync().client.pipeline(transaction=False)
+            for scope, key in items:
+                pipe.get(self.layout.value_key(scope, key))
+            entries = [_entry(raw) for raw in pipe.execute()]
+        return [None if entry is None else entry.value for entry in entries]
 
     def _cleanup(self, now: datetime) -> CleanupResult:
         """Prune index entries of values Redis already expired, on every primary, CHUNK per script call."""
