@@ -12,6 +12,7 @@ their ``redis.asyncio`` twins for the async methods.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
@@ -44,7 +45,7 @@ from statestore.core.base import (
 )
 from statestore.core.config import Config, mask_secret
 from statestore.core.errors import ConfigurationError, InvalidReferenceError, StateStoreError, StorageError
-from statestore.core.naming import decode_segment, new_version, validate_key, version_written_at
+from statestore.core.naming import VERSION_LENGTH, decode_segment, new_version, validate_key, version_written_at
 from statestore.core.scopes import StoreScope, TaskScope, to_scope
 from statestore.redis.layout import KeyLayout
 from statestore.redis.scripts import CLEAR_CHUNK, DELETE, PRUNE_CHUNK, SET
@@ -55,6 +56,8 @@ SECTION = "statestore_redis"
 CHUNK = 500
 """Index entries handled per ``CLEAR_CHUNK``/``PRUNE_CHUNK`` call: about a millisecond of server time."""
 
+_VERSION_TAIL = re.compile(rf"}}/.+/[0-9a-f]{{{VERSION_LENGTH}}}\Z")
+"""How every version key ends: after its hash tag, a key segment and ``/<version>``."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MILLISECOND = timedelta(milliseconds=1)
 _RETRYABLE = (redis.ConnectionError, redis.TimeoutError, OSError)  # OSError: redis-py 5.0 connects outside its retry
@@ -642,6 +645,18 @@ class RedisStoreBackend(BaseStoreBackend):
         name = reference[len("redis://") :]
         return name if self.layout.is_version_key(name) else None
 
+    def _listed_version(self, reference: str) -> str | None:
+        """The version key of a reference to discard, checked by its shape only (prefix, namespace, version).
+
+        Reconciliation discards thousands per page; parsing each name back costs more than the
+        ``UNLINK``, and any key of this shape is one of this backend's versions. Other references
+        get the full check of :meth:`_version_name`.
+        """
+        name = reference[len("redis://") :] if isinstance(reference, str) and reference.startswith("redis://") else ""
+        if self.layout.is_version_key(name) and _VERSION_TAIL.search(name):
+            return name
+        return self._version_name(reference)
+
     @staticmethod
     def _loaded(reference: str, raw: Any) -> str:
         entry = _entry(raw)
@@ -692,7 +707,7 @@ class RedisStoreBackend(BaseStoreBackend):
         refused: dict[str, str] = {}
         for reference in references:
             try:
-                name = self._version_name(reference)
+                name = self._listed_version(reference)
                 if name is None:
                     super().discard_value(reference)
                 else:
@@ -741,11 +756,9 @@ class RedisStoreBackend(BaseStoreBackend):
         with self._errors("SCAN"):
             for raw in self._sync().client.scan_iter(match=self.layout.version_pattern(), count=1000):
                 name = raw.decode()
-                try:
-                    version = self.layout.parse_version_key(name)[2]
-                except ValueError:  # not a name this backend writes: never statestore's to reclaim
+                if not _VERSION_TAIL.search(name):  # not a name this backend writes: never statestore's to reclaim
                     continue
-                page.append(StoredValue("redis://" + name, version_written_at(version)))
+                page.append(StoredValue("redis://" + name, version_written_at(name[-VERSION_LENGTH:])))
                 if len(page) == 1000:
                     yield page
                     page = []
