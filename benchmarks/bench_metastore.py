@@ -1,13 +1,13 @@
 """StateStore + MetastoreStoreBackend versus raw SQLAlchemy Core on the same database, in the same run.
 
 Run with ``nox -s bench -- metastore`` or ``python benchmarks/bench_metastore.py [--ops N]
-[--rounds N] [--rows N] [--db sqlite,postgresql] [--only ops|cleanup]``.
+[--rounds N] [--rows N] [--db sqlite,postgresql] [--only ops|cleanup|durability]``.
 
 Operations: ops/s of set/get/delete through ``StateStore`` accessors versus raw SQLAlchemy Core
 doing the same work: a table with the metastore's columns, types and indexes (rows keyed by the
 SHA-256 of their path, as the metastore keys them), the same upsert/select/delete statements,
-an engine with the same settings (autocommit single statements, WAL + ``synchronous=NORMAL``
-on SQLite) and a pooled connection checked out per operation. Each round runs a block of
+an engine with the same settings (autocommit single statements, WAL + the default
+``synchronous=FULL`` on SQLite) and a pooled connection checked out per operation. Each round runs a block of
 ``--ops`` operations on each side, interleaved (alternating which side goes first); the table
 shows the median ops/s and the median of the per-round ratios.
 
@@ -20,6 +20,11 @@ private schema) with the ``DagRun`` row its writes reference, and with the engin
 for itself. It runs in a child process (Airflow configures itself from the environment at import and
 would otherwise become the statestore config source); each block is timed inside the child, so the
 pipe is not counted. Its ``cleanup()`` is measured beside ours the same way.
+
+Durability (SQLite): the cost of ``[state_store] sqlite_synchronous = full`` (the default: the WAL
+is synced at every commit, so an acknowledged write survives a power loss) against ``normal``
+(synced at checkpoints only): ops/s of set/get/delete through ``StateStore`` with each setting,
+interleaved the same way, on the same file.
 
 Cleanup: time and peak Python memory (tracemalloc, in a fresh subprocess) of ``cleanup()`` over
 N expired rows versus one raw ``DELETE``, with ratios. PostgreSQL runs in a private schema of
@@ -68,13 +73,13 @@ raw_table = sa.Table(
 
 
 def _raw_engine(url: sa.URL) -> sa.Engine:
-    """An engine configured like the metastore's: autocommit statements, WAL and synchronous=NORMAL on SQLite."""
+    """An engine configured like the metastore's: autocommit statements, WAL and synchronous=FULL on SQLite."""
     engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True)
     if url.get_backend_name() == "sqlite":
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: object, _record: object) -> None:
-            for pragma in ("busy_timeout = 60000", "journal_mode = WAL", "synchronous = NORMAL"):
+            for pragma in ("busy_timeout = 60000", "journal_mode = WAL", "synchronous = FULL"):
                 dbapi_connection.execute(f"PRAGMA {pragma}")  # type: ignore[attr-defined]
 
     raw_meta.create_all(engine)
@@ -126,11 +131,11 @@ def _raw_ops(engine: sa.Engine) -> dict[str, Callable[[int], None]]:
     return {"set": do_set, "get": do_get, "delete": do_delete}
 
 
-def _store_ops(url: sa.URL) -> dict[str, Callable[[int], None]]:
+def _store_ops(url: sa.URL, synchronous: str = "full") -> dict[str, Callable[[int], None]]:
     from statestore.core import Config, StateStore
     from statestore.core.metastore import MetastoreStoreBackend
 
-    config = Config.from_dict({})
+    config = Config.from_dict({"state_store": {"sqlite_synchronous": synchronous}})
     ts = StateStore(MetastoreStoreBackend(url, config=config), None, config).task_store("bench", "run", "task")
 
     def do_get(i: int) -> None:
@@ -343,6 +348,29 @@ def bench_ops(url: sa.URL, n: int, rounds: int, airflow: AirflowDatabase | None)
     return results
 
 
+def bench_durability(url: sa.URL, n: int, rounds: int) -> list[list[str]]:
+    """Rows of ops/s through StateStore with ``sqlite_synchronous`` full and normal (interleaved blocks)."""
+    sides = {s: _in_process(_store_ops(url, s)) for s in ("full", "normal")}
+    rates: dict[tuple[str, str], list[float]] = {}
+    for round_no in range(rounds):
+        order = list(sides)[round_no % 2 :] + list(sides)[: round_no % 2]
+        for name in ("set", "get", "delete"):
+            for side in order:
+                rates.setdefault((side, name), []).append(sides[side](name, n))
+    rows = [["op", "full ops/s", "normal ops/s", "full/normal (median)"]]
+    for name in ("set", "get", "delete"):
+        ratios = (f / m for f, m in zip(rates["full", name], rates["normal", name], strict=True))
+        rows.append(
+            [
+                name,
+                f"{statistics.median(rates['full', name]):.0f}",
+                f"{statistics.median(rates['normal', name]):.0f}",
+                f"{statistics.median(ratios):.2f}x",
+            ]
+        )
+    return rows
+
+
 def fill_expired(url: sa.URL, rows: int) -> None:
     """Insert ``rows`` expired task rows server-side (no client round trip per row)."""
     from statestore.core import Config
@@ -476,7 +504,7 @@ def main() -> None:
     parser.add_argument("--cleanup-rounds", type=int, default=3, help="runs of each cleanup variant (default 3)")
     parser.add_argument("--db", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql")
     parser.add_argument("--batch", type=int, default=10_000, help="batch size of the batched cleanup run")
-    parser.add_argument("--only", choices=("ops", "cleanup"), help="run only the operations or the cleanup part")
+    parser.add_argument("--only", choices=("ops", "cleanup", "durability"), help="run only one part")
     parser.add_argument("--no-airflow", action="store_true", help="leave Airflow's MetastoreBackend out")
     args = parser.parse_args()
     with_airflow = AIRFLOW_VERSION is not None and not args.no_airflow
@@ -492,8 +520,13 @@ def main() -> None:
     clean_rows = [["database", "rows", "what", "seconds", "peak MiB", "time vs raw"]]
     for name, url, drop in _databases(args.db.split(",")):
         try:
+            if name == "sqlite" and args.only in (None, "durability"):
+                durability = bench_durability(url, args.ops, args.rounds)
+                print("SQLite durability: sqlite_synchronous = full vs normal\n" + _table(durability), flush=True)
+            if args.only == "durability":
+                continue
             airflow = AirflowDatabase(url) if with_airflow else None
-            if args.only != "cleanup":
+            if args.only not in ("cleanup",):
                 for r in bench_ops(url, args.ops, args.rounds, airflow):
                     row = [name, str(r["op"]), f"{r['raw']:.0f}", f"{r['store']:.0f}", f"{r['store/raw']:.2f}x"]
                     if airflow is not None:

@@ -94,3 +94,49 @@ def fresh_sqlite_url(tmp_path: Path) -> sa.URL:
     """An SQLite file that does not exist yet, in an existing directory (for first-use creation and migrations)."""
     (tmp_path / "home").mkdir(exist_ok=True)
     return sa.make_url(f"sqlite:///{tmp_path / 'home' / 'statestore.db'}")
+
+
+def _kill_postgres(url: sa.URL) -> int:
+    app = url.query["application_name"]
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        killed = conn.execute(
+            sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = :app"),
+            {"app": app},
+        ).scalar_one()
+    admin.dispose()
+    return int(killed)
+
+
+def _kill_mysql(url: sa.URL) -> int:
+    admin = sa.create_engine(MYSQL_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        ids = conn.execute(
+            sa.text("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = :db AND ID <> CONNECTION_ID()"),
+            {"db": url.database},
+        ).scalars()
+        killed = 0
+        for connection_id in list(ids):
+            try:
+                conn.exec_driver_sql(f"KILL {int(connection_id)}")
+            except sa.exc.OperationalError as exc:
+                if exc.orig.args[0] != 1094:  # "Unknown thread id": it ended meanwhile
+                    raise
+                continue
+            killed += 1
+    admin.dispose()
+    return killed
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def server_url(request: pytest.FixtureRequest) -> sa.URL:
+    """PostgreSQL (with an application name of its own, to find its sessions) and MariaDB in turn."""
+    url: sa.URL = request.getfixturevalue(f"{request.param}_url")
+    if request.param == "postgresql":
+        url = url.update_query_dict({"application_name": f"statestore-{uuid.uuid4().hex[:12]}"})
+    return url
+
+
+def kill_connections(url: sa.URL) -> int:
+    """Terminate, from an admin session, every server connection a backend on ``url`` holds; return how many."""
+    return _kill_postgres(url) if url.get_backend_name() == "postgresql" else _kill_mysql(url)

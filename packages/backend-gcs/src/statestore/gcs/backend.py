@@ -155,6 +155,12 @@ class GCSStoreBackend(ObjectStoreBackend):
 
     # -- the client --------------------------------------------------------------------------------------
 
+    def _after_fork_in_child(self) -> None:
+        """Drop the parent's client (its HTTP session would share keep-alive sockets) and a lock a thread held."""
+        self._client_lock = threading.Lock()
+        self._client = None
+        self._bucket_handle = None
+
     @property
     def client(self) -> storage.Client:
         """The google-cloud-storage client, created on first use (so constructing never touches the network)."""

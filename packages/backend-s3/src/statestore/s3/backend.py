@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -47,6 +48,15 @@ RETENTION_CLASSES = (1, 2, 3, 7, 8, 14, 15, 30, 31, 60, 61, 90, 91, 180, 181, 36
 """Days of the retention tag: common retentions and each plus the one-day margin of worker-side values."""
 _MISSING = ("NoSuchKey", "404", "NotFound")
 _SESSION_LOCK = threading.Lock()
+
+
+def _new_session_lock_in_child() -> None:
+    """A forked child has none of the parent's threads: a lock one of them held would never be released."""
+    global _SESSION_LOCK
+    _SESSION_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_session_lock_in_child)
 
 
 @functools.lru_cache(maxsize=8)
@@ -122,23 +132,36 @@ class S3StoreBackend(ObjectStoreBackend):
             if SSE_MODES[mode] != "aws:kms":
                 raise ConfigurationError(f"[{SECTION}] sse_kms_key_id needs sse = aws:kms")
             self._write_args["SSEKMSKeyId"] = kms_key
-        credentials = (
+        self._credentials = (
             profile_name or get("profile_name"),
             get("aws_access_key_id"),
             get("aws_secret_access_key"),
             get("aws_session_token"),
         )
+        self._client_config = botocore.config.Config(
+            retries={"mode": "standard", "total_max_attempts": attempts},
+            s3={"addressing_style": style},
+            max_pool_connections=pool,
+        )
+        self._client: Any = self._new_client()
+
+    def _new_client(self) -> Any:
         with _SESSION_LOCK:  # boto3 sessions are not thread-safe; sharing one saves ~0.1 s per client
-            self.client: Any = _session(*credentials).client(
-                "s3",
-                endpoint_url=self.endpoint_url,
-                region_name=self.region_name,
-                config=botocore.config.Config(
-                    retries={"mode": "standard", "total_max_attempts": attempts},
-                    s3={"addressing_style": style},
-                    max_pool_connections=pool,
-                ),
+            return _session(*self._credentials).client(
+                "s3", endpoint_url=self.endpoint_url, region_name=self.region_name, config=self._client_config
             )
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client; a forked child builds its own (its parent's holds the parent's connections)."""
+        client = self._client
+        if client is None:
+            client = self._client = self._new_client()
+        return client
+
+    def _after_fork_in_child(self) -> None:
+        """Drop the parent's client: its HTTP connection pool would share keep-alive sockets with the parent."""
+        self._client = None
 
     def _get_setting(self, key: str) -> str | None:
         return (self.config.get(SECTION, key) or "").strip() or None

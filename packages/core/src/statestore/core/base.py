@@ -15,6 +15,11 @@ primitives (by default the sync primitive runs in a worker thread, so the event 
 blocked). A primitive only ever sees statestore scopes and valid keys, and ``get`` never returns
 an entry whose ``expires_at`` has passed, whatever the primitive returns.
 
+Fork safety: right after ``os.fork()``, the child calls ``_after_fork_in_child()`` on every
+backend instance the parent had built; a backend holding connections, clients or locks
+overrides it to drop them (never to close them: they are the parent's), so the instance works
+unchanged in both processes.
+
 Every subclass passes ``issubclass`` against Airflow's own ``BaseStoreBackend`` ABCs (as
 Airflow's resolver for ``[state_store] backend`` requires): our base registers itself with them
 when they are already imported, else right after Airflow imports them (a tiny import hook that
@@ -32,8 +37,10 @@ one and one location can serve both roles.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import uuid
+import weakref
 from abc import ABC, ABCMeta, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -227,6 +234,13 @@ class BaseStoreBackend(ABC):
 
             config = load_config()
         self.config = config
+        _LIVE_BACKENDS.add(self)
+
+    def _after_fork_in_child(self) -> None:  # noqa: B027 - an optional hook, not abstract
+        """Called in a forked child for every live instance: drop what belongs to the parent's process.
+
+        The default does nothing (a backend with no connections, clients or locks of its own).
+        """
 
     def __repr__(self) -> str:
         location = getattr(self, "location", None)  # None too for an instance whose __init__ failed midway
@@ -651,6 +665,18 @@ def _running_task() -> TaskScope | None:
         return TaskScope(ti.dag_id, ti.run_id, ti.task_id, -1 if ti.map_index is None else ti.map_index)
     except Exception:  # noqa: BLE001 - outside a running task there is no context, and no task to compare with
         return None
+
+
+_LIVE_BACKENDS: weakref.WeakSet[BaseStoreBackend] = weakref.WeakSet()
+
+
+def _reset_backends_in_child() -> None:
+    """``os.register_at_fork`` hook: each live backend forgets the parent's connections and locks."""
+    for backend in list(_LIVE_BACKENDS):
+        backend._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reset_backends_in_child)
 
 
 def _found(reference: str, value: str | None) -> str:

@@ -45,6 +45,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "clear_on_success": "False",
         "state_cleanup_batch_size": "0",
         "max_value_storage_bytes": "65535",
+        "sqlite_synchronous": "full",
     },
     "workers": {"state_backend": ""},
 }
@@ -334,11 +335,29 @@ class Config:
         """``[state_store] max_value_storage_bytes`` (0 = no limit)."""
         return self.getint("state_store", "max_value_storage_bytes", minimum=0)
 
+    @property
+    def sqlite_synchronous(self) -> str:
+        """``[state_store] sqlite_synchronous``: ``full`` (default) or ``normal``, for an SQLite metastore file.
+
+        ``full`` syncs the WAL at every commit, so an acknowledged write survives a power loss or
+        an OS crash; ``normal`` syncs only at checkpoints (faster; such a crash may drop the last
+        commits, though never corrupts the database).
+        """
+        found = self._required("state_store", "sqlite_synchronous", None)
+        value = found.value.strip().lower()
+        if value not in ("full", "normal"):
+            raise ConfigurationError(
+                f"[state_store] sqlite_synchronous must be full or normal, got {found.display_value!r} "
+                f"(from {found.source})"
+            )
+        return value
+
     def _validate(self) -> None:
         self.default_retention_days  # noqa: B018 - each property validates its setting
         self.clear_on_success  # noqa: B018
         self.cleanup_batch_size  # noqa: B018
         self.max_value_storage_bytes  # noqa: B018
+        self.sqlite_synchronous  # noqa: B018
 
 
 def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:

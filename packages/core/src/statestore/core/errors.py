@@ -6,6 +6,7 @@ __all__ = [
     "BackendImportError",
     "BackendNotFoundError",
     "BackendNotInstalledError",
+    "CommitUnknownError",
     "ConfigurationError",
     "DuplicateBackendError",
     "InvalidReferenceError",
@@ -49,3 +50,11 @@ class ValueTooLargeError(StateStoreError, ValueError):
 
 class StorageError(StateStoreError):
     """The storage service failed in a way retries did not fix; the service's error is chained."""
+
+
+class CommitUnknownError(StorageError):
+    """The connection died while a write was being committed: it may or may not have been applied.
+
+    Raised instead of repeating a write that is unsafe to repeat (a row holding a worker-side
+    reference); read the key to learn the outcome. The driver's error is chained.
+    """

@@ -25,6 +25,10 @@ class MemoryStoreBackend(BaseStoreBackend):
         self._lock = threading.Lock()
         self._data: dict[StoreScope, dict[str, StoredEntry]] = {}
 
+    def _after_fork_in_child(self) -> None:
+        """The child keeps its copy of the data; a lock held by a parent's thread at the fork is replaced."""
+        self._lock = threading.Lock()
+
     @property
     def location(self) -> str:
         """A namespace private to this instance."""

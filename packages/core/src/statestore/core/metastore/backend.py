@@ -1,7 +1,8 @@
 """``MetastoreStoreBackend``: task and asset state in SQL tables (SQLite, PostgreSQL, MySQL/MariaDB).
 
 Every operation is one short transaction on a sync engine, or on an asyncio engine for the
-``a*`` twins (aiosqlite / psycopg / aiomysql, bridged with ``run_sync``, never a thread). A
+``a*`` twins (psycopg / aiomysql, bridged with ``run_sync``; on SQLite the sync engine in a worker
+thread, as aiosqlite would do, so a fork never lands in the middle of an operation). A
 ``set`` is one upsert statement (``ON CONFLICT`` / ``ON DUPLICATE KEY UPDATE``), so concurrent
 writers of one key never see a unique-constraint error and the last writer wins. The
 ``session`` argument Airflow passes is ignored: the metastore has its own engine and may live
@@ -31,17 +32,20 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from statestore.core.base import BaseStoreBackend, CleanupResult, StoredEntry, utcnow
 from statestore.core.config import Config
-from statestore.core.errors import ConfigurationError
+from statestore.core.errors import ConfigurationError, StorageError, ValueTooLargeError
 from statestore.core.metastore import migrate
 from statestore.core.metastore.engines import (
     AsyncEngines,
-    aretry_stale,
+    Operation,
+    arun,
+    describe_error,
     display_url,
     driver_urls,
-    is_memory_sqlite,
+    forget_pool,
+    fork_gate,
     make_engine,
     parse_url,
-    retry_stale,
+    run,
     transaction,
 )
 from statestore.core.metastore.schema import REF_PREFIX, asset, asset_state, digest, row_hash, task_hash, task_state
@@ -56,6 +60,12 @@ ProgressCallback = Callable[[str, int], None]
 
 _REFERENCE_BATCH = 1000
 """Batch size of the reference pass of ``cleanup`` when ``state_cleanup_batch_size`` is 0 (one statement)."""
+_ASSET_SWEEP_BATCH = 1000
+"""Rows per transaction of the inactive-asset sweep when ``state_cleanup_batch_size`` is 0 (it is always batched)."""
+_MYSQL_ESCAPED = "\0\n\r\x1a'\"\\"
+"""Characters the MySQL drivers escape with a backslash when they inline a string into a statement."""
+_MYSQL_STATEMENT_BYTES = 2048
+"""Allowance for an upsert's SQL text, hashes and timestamps beside its string parameters."""
 
 
 def _upsert(dialect: sa.Dialect, table: sa.Table, updated: Sequence[str]) -> sa.Insert:
@@ -230,6 +240,20 @@ def _scalar_int(stmt: sa.Executable, conn: sa.Connection) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
+def _max_packet(conn: sa.Connection) -> int:
+    """The MariaDB/MySQL server's ``max_allowed_packet`` for this session, in bytes."""
+    return int(conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar_one())
+
+
+def _kind(scope: StoreScope) -> str:
+    return "task" if isinstance(scope, TaskScope) else "asset"
+
+
+def _operation(op: Operation[T] | Callable[[sa.Connection], T]) -> Operation[T]:
+    """``op`` itself, or a bare function as a repeatable operation (a query, a delete)."""
+    return op if isinstance(op, Operation) else Operation("query the database", op)
+
+
 def _task_params(scope: TaskScope) -> dict[str, Any]:
     return {
         "task_hash": task_hash(scope),
@@ -274,10 +298,19 @@ class MetastoreStoreBackend(BaseStoreBackend):
         self.url = parse_url(url if url is not None else self.config.sql_alchemy_conn)
         self.sync_url, self.async_url = driver_urls(self.url)
         self.auto_migrate = self.url.get_backend_name() == "sqlite" if auto_migrate is None else auto_migrate
+        self.sqlite_synchronous = self.config.sqlite_synchronous
         self._lock = threading.Lock()
         self._engine: sa.Engine | None = None
         self._statements: _Statements | None = None
+        self._max_packet: int | None = None
         self._async_engines = AsyncEngines(self.async_url)
+
+    def _after_fork_in_child(self) -> None:
+        """The child opens connections of its own; the parent's stay untouched (see ``engines``)."""
+        self._lock = threading.Lock()
+        if self._engine is not None:
+            forget_pool(self._engine)
+        self._async_engines.forget_pools()
 
     @property
     def location(self) -> str:
@@ -298,8 +331,17 @@ class MetastoreStoreBackend(BaseStoreBackend):
         if self._engine is None:
             with self._lock:
                 if self._engine is None:
-                    engine = make_engine(self.sync_url, create_directory=self._in_home)
-                    self._check_schema(engine)
+                    engine = make_engine(
+                        self.sync_url, create_directory=self._in_home, synchronous=self.sqlite_synchronous
+                    )
+                    try:
+                        with fork_gate(engine):
+                            self._check_schema(engine)
+                        if engine.dialect.name in ("mysql", "mariadb"):
+                            packet = Operation("read max_allowed_packet", _max_packet)
+                            self._max_packet = run(engine, packet, self.location)
+                    except sa.exc.SQLAlchemyError as exc:
+                        raise StorageError(f"cannot open the metastore {self.location}: {describe_error(exc)}") from exc
                     self._statements = _Statements(engine.dialect)
                     self._engine = engine
         return self._engine
@@ -318,7 +360,7 @@ class MetastoreStoreBackend(BaseStoreBackend):
 
     def migrate(self) -> tuple[str | None, str]:
         """Apply pending schema migrations; return the revisions before and after."""
-        engine = make_engine(self.sync_url, create_directory=self._in_home)
+        engine = make_engine(self.sync_url, create_directory=self._in_home, synchronous=self.sqlite_synchronous)
         try:
             return migrate.upgrade(engine)
         finally:
@@ -342,35 +384,54 @@ class MetastoreStoreBackend(BaseStoreBackend):
             assert self._statements is not None
         return self._statements
 
-    def _run(self, fn: Callable[[sa.Connection], T]) -> T:
-        return retry_stale(self._engine or self.engine, fn)
+    def _run(self, op: Operation[T] | Callable[[sa.Connection], T]) -> T:
+        """Run an operation (a bare function: a repeatable query) with the retry rule of ``engines``."""
+        return run(self._engine or self.engine, _operation(op), self.location)
 
-    async def _arun(self, fn: Callable[[sa.Connection], T]) -> T:
+    async def _arun(self, op: Operation[T] | Callable[[sa.Connection], T]) -> T:
         if self._engine is None:
             await asyncio.to_thread(lambda: self.engine)
-        if is_memory_sqlite(self.url):  # aiosqlite would open a second, empty in-memory database
-            return await asyncio.to_thread(self._run, fn)
-        return await aretry_stale(await self._async_engines.get(), fn)
+        if self.url.get_backend_name() == "sqlite":  # see ``engines``: fork safety (and aiosqlite is a thread too)
+            return await asyncio.to_thread(self._run, op)
+        return await arun(await self._async_engines.get(), _operation(op), self.location)
+
+    def _check_packet(self, key: str, params: dict[str, Any]) -> None:
+        """Refuse a write whose statement MariaDB/MySQL would reject (``max_allowed_packet``) before sending it.
+
+        The server closes the connection on such a packet, after the client has sent all of it.
+        The drivers inline parameters into the statement, escaping a few characters.
+        """
+        limit = self._max_packet
+        texts = [v for v in params.values() if isinstance(v, str)]
+        if limit is None or sum(len(t) for t in texts) * 4 + _MYSQL_STATEMENT_BYTES <= limit:
+            return
+        size = _MYSQL_STATEMENT_BYTES + sum(len(t.encode()) + sum(t.count(c) for c in _MYSQL_ESCAPED) for t in texts)
+        if size > limit:
+            raise ValueTooLargeError(
+                f"value for key {key!r} makes a {size}-byte statement, above the database server's "
+                f"max_allowed_packet of {limit} bytes ({self.location}); nothing was sent. Raise max_allowed_packet "
+                "on the server, or configure a worker-side backend ([workers] state_backend) for large values."
+            )
 
     # -- operations on a connection (shared by the sync and async paths) ----------------------------------
 
-    def _op_get(self, scope: StoreScope, key: str) -> Callable[[sa.Connection], StoredEntry | None]:
+    def _op_get(self, scope: StoreScope, key: str) -> Operation[StoredEntry | None]:
         s = self._stmts
         if isinstance(scope, TaskScope):
             stmt, params = s.task_get, {"id": row_hash(scope, key), "key": key}
         else:
             stmt, params = s.asset_get, _asset_key_params(scope, key)
 
-        def run(conn: sa.Connection) -> StoredEntry | None:
+        def get(conn: sa.Connection) -> StoredEntry | None:
             row = conn.execute(stmt, params).first()
             return None if row is None else StoredEntry(row[0], row[1])
 
-        return run
+        return Operation(f"read {_kind(scope)} key {key!r}", get)
 
-    def _op_set(
-        self, scope: StoreScope, key: str, value: str, expires_at: datetime | None
-    ) -> Callable[[sa.Connection], None]:
+    def _op_set(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None) -> Operation[None]:
+        """The write; one holding a worker-side reference is not repeatable (see ``engines``)."""
         s, now = self._stmts, utcnow()
+        what, repeatable = f"write {_kind(scope)} key {key!r}", not value.startswith(REF_PREFIX)
         if isinstance(scope, TaskScope):
             params = {
                 **_task_params(scope),
@@ -381,27 +442,21 @@ class MetastoreStoreBackend(BaseStoreBackend):
                 "expires_at": expires_at,
             }
 
+            self._check_packet(key, params)
+
             def run_task(conn: sa.Connection) -> None:
                 conn.execute(s.task_set, params)
 
-            return run_task
+            return Operation(what, run_task, repeatable=repeatable)
+
+        state = {"key_hash": digest(key), "key": key, "value": value, "updated_at": now, "expires_at": expires_at}
+        self._check_packet(key, state)
 
         def run_asset(conn: sa.Connection) -> None:
-            with transaction(conn):
-                row_id = self._asset_for_write(conn, scope, now)
-                conn.execute(
-                    s.asset_set,
-                    {
-                        "asset_row_id": row_id,
-                        "key_hash": digest(key),
-                        "key": key,
-                        "value": value,
-                        "updated_at": now,
-                        "expires_at": expires_at,
-                    },
-                )
+            row_id = self._asset_for_write(conn, scope, now)
+            conn.execute(s.asset_set, {**state, "asset_row_id": row_id})
 
-        return run_asset
+        return Operation(what, run_asset, repeatable=repeatable, transactional=True)
 
     def _asset_for_write(self, conn: sa.Connection, scope: AssetScope, now: datetime) -> int:
         """The row of ``scope``'s asset (by its identity alone): created if missing, reactivated if inactive."""
@@ -427,11 +482,11 @@ class MetastoreStoreBackend(BaseStoreBackend):
             return (s.task_clear_all if all_map_indices else s.task_clear), _task_params(scope)
         return s.asset_clear, _asset_params(scope)
 
-    def _op_delete(self, scope: StoreScope, key: str) -> Callable[[sa.Connection], int]:
-        return _rowcount(*self._delete_stmt(scope, key))
+    def _op_delete(self, scope: StoreScope, key: str) -> Operation[int]:
+        return Operation(f"delete {_kind(scope)} key {key!r}", _rowcount(*self._delete_stmt(scope, key)))
 
-    def _op_clear(self, scope: StoreScope, all_map_indices: bool) -> Callable[[sa.Connection], int]:
-        return _rowcount(*self._clear_stmt(scope, all_map_indices))
+    def _op_clear(self, scope: StoreScope, all_map_indices: bool) -> Operation[int]:
+        return Operation(f"clear {_kind(scope)} {scope!r}", _rowcount(*self._clear_stmt(scope, all_map_indices)))
 
     def _op_get_many(self, items: Sequence[tuple[StoreScope, str]]) -> Callable[[sa.Connection], list[str | None]]:
         """One query per table for ``items``: task rows by id, asset rows by key hash and asset identity."""
@@ -454,13 +509,13 @@ class MetastoreStoreBackend(BaseStoreBackend):
 
         return run
 
-    def _op_keys(self, scope: StoreScope) -> Callable[[sa.Connection], list[str]]:
+    def _op_keys(self, scope: StoreScope) -> Operation[list[str]]:
         s = self._stmts
         if isinstance(scope, TaskScope):
             stmt, params = s.task_keys, {**_task_params(scope), "now": utcnow()}
         else:
             stmt, params = s.asset_keys, {**_asset_params(scope), "now": utcnow()}
-        return lambda conn: list(conn.execute(stmt, params).scalars())
+        return Operation(f"list keys of {_kind(scope)} {scope!r}", lambda c: list(c.execute(stmt, params).scalars()))
 
     # -- primitives ------------------------------------------------------------------------------------
 
@@ -479,15 +534,27 @@ class MetastoreStoreBackend(BaseStoreBackend):
     def _keys(self, scope: StoreScope, session: Any) -> list[str]:
         return self._run(self._op_keys(scope))
 
+    def _op_pop(self, scope: StoreScope, key: str) -> Operation[list[str]]:
+        """Delete one row, returning its value.
+
+        Repeatable: a repeat after a commit whose reply was lost deletes only what was written
+        meanwhile (an overlapping write) and loses only the first reply, whose referenced object
+        reconciliation then reclaims.
+        """
+        return Operation(f"delete {_kind(scope)} key {key!r}", _deleting(*self._delete_stmt(scope, key)))
+
+    def _op_pop_scope(self, scope: StoreScope, all_map_indices: bool) -> Operation[list[str]]:
+        return Operation(f"clear {_kind(scope)} {scope!r}", _deleting(*self._clear_stmt(scope, all_map_indices)))
+
     def _pop(self, scope: StoreScope, key: str, session: Any) -> str | None:
-        values = self._run(_deleting(*self._delete_stmt(scope, key)))
+        values = self._run(self._op_pop(scope, key))
         return values[0] if values else None
 
     def _pop_scope(self, scope: StoreScope, all_map_indices: bool, session: Any) -> list[str]:
-        return self._run(_deleting(*self._clear_stmt(scope, all_map_indices)))
+        return self._run(self._op_pop_scope(scope, all_map_indices))
 
     def _get_many(self, items: Sequence[tuple[StoreScope, str]], session: Any) -> list[str | None]:
-        return self._run(self._op_get_many(items))
+        return self._run(Operation(f"read {len(items)} keys", self._op_get_many(items)))
 
     async def _aget(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
         return await self._arun(self._op_get(scope, key))
@@ -505,11 +572,11 @@ class MetastoreStoreBackend(BaseStoreBackend):
         return await self._arun(self._op_keys(scope))
 
     async def _apop(self, scope: StoreScope, key: str, session: Any) -> str | None:
-        values = await self._arun(_deleting(*self._delete_stmt(scope, key)))
+        values = await self._arun(self._op_pop(scope, key))
         return values[0] if values else None
 
     async def _apop_scope(self, scope: StoreScope, all_map_indices: bool, session: Any) -> list[str]:
-        return await self._arun(_deleting(*self._clear_stmt(scope, all_map_indices)))
+        return await self._arun(self._op_pop_scope(scope, all_map_indices))
 
     # -- asset lifecycle ----------------------------------------------------------------------------------
 
@@ -527,16 +594,14 @@ class MetastoreStoreBackend(BaseStoreBackend):
         if row_id is None:
             return False
         stmt = sa.update(asset).where(asset.c.id == row_id).values(active=False, updated_at=utcnow())
-        return bool(self._run(_rowcount(stmt)))
+        return bool(self._run(Operation(f"deactivate asset {asset_scope!r}", _rowcount(stmt))))
 
     # -- cleanup -------------------------------------------------------------------------------------------
 
     def _sweeps(self, now: datetime) -> list[_Sweep]:
-        inactive = sa.select(asset.c.id).where(asset.c.active.is_(False))
         return [
             _Sweep("expired_task", task_state, task_state.c.expires_at <= now),
             _Sweep("expired_asset", asset_state, asset_state.c.expires_at <= now),
-            _Sweep("orphaned_asset", asset_state, asset_state.c.asset_row_id.in_(inactive)),
         ]
 
     def cleanup(
@@ -572,7 +637,51 @@ class MetastoreStoreBackend(BaseStoreBackend):
                 )
                 self._sweep_returning(refs, size or _REFERENCE_BATCH, on_references, result, progress)
             self._sweep(sweep, size, result, progress)
+        if dry_run:
+            inactive = sa.select(asset.c.id).where(asset.c.active.is_(False))
+            count = sa.select(sa.func.count()).where(asset_state.c.asset_row_id.in_(inactive))
+            result.add("orphaned_asset", self._run(partial(_scalar_int, count)))
+        else:
+            self._sweep_inactive_assets(size or _ASSET_SWEEP_BATCH, on_references, result, progress)
         return result
+
+    def _sweep_inactive_assets(
+        self,
+        size: int,
+        on_references: Callable[[list[str]], None] | None,
+        result: CleanupResult,
+        progress: ProgressCallback | None,
+    ) -> None:
+        """Delete the state of inactive assets, ``size`` rows per transaction, never what a reactivating write adds.
+
+        Each batch first locks the inactive assets it sweeps (``FOR UPDATE``; on SQLite ``BEGIN
+        IMMEDIATE`` locks the database). A write that reactivates an asset updates its asset row
+        before writing state, so it either commits first (the batch then no longer sees the asset
+        as inactive; PostgreSQL re-checks a locked row that changed) or waits for the batch to
+        commit and writes after it. Reference markers of the deleted rows go to ``on_references``.
+        """
+        with_state = sa.exists().where(asset_state.c.asset_row_id == asset.c.id)
+        inactive = sa.select(asset.c.id).where(asset.c.active.is_(False), with_state)
+        locked = inactive.order_by(asset.c.id).limit(size).with_for_update()
+        is_ref = asset_state.c.value.startswith(REF_PREFIX, autoescape=True)
+        rows = sa.select(asset_state.c.asset_row_id, asset_state.c.key_hash, sa.case((is_ref, asset_state.c.value)))
+        pk = sa.tuple_(asset_state.c.asset_row_id, asset_state.c.key_hash)
+
+        def sweep_batch(conn: sa.Connection) -> list[str | None]:
+            ids = list(conn.execute(locked).scalars())
+            found = conn.execute(rows.where(asset_state.c.asset_row_id.in_(ids)).limit(size)).all() if ids else []
+            if found:
+                conn.execute(sa.delete(asset_state).where(pk.in_([(r[0], r[1]) for r in found])))
+            return [r[2] for r in found]
+
+        operation = Operation("sweep the state of inactive assets", sweep_batch, transactional=True)
+        while values := self._run(operation):
+            result.add("orphaned_asset", len(values))
+            references = [v for v in values if v is not None]
+            if on_references is not None and references:
+                on_references(references)
+            if progress is not None:
+                progress("orphaned_asset", len(values))
 
     def _sweep(self, sweep: _Sweep, size: int, result: CleanupResult, progress: ProgressCallback | None) -> None:
         """Delete what ``sweep`` matches: in one statement (``size`` 0) or in bounded batches."""

@@ -1,35 +1,94 @@
-"""Engines for the metastore: URL handling, SQLite setup (WAL, real transactions) and per-event-loop async engines."""
+"""Engines for the metastore: URL handling, SQLite setup, per-event-loop async engines, fork safety and retries.
+
+**Retries.** Every operation runs through :func:`run` (sync) or :func:`arun` (async), which apply
+one rule on every path (task and asset, reads and writes):
+
+* *Transient* faults are: a connection that could not be opened or that died (server restart,
+  idle timeout, a killed session, a dead connection inherited from the pool), a MariaDB/MySQL
+  deadlock (1213) or lock wait timeout (1205), a PostgreSQL serialization failure (40001) or
+  deadlock (40P01). The server rolls back what a deadlock, serialization failure or lock wait
+  timeout interrupted, and a transaction whose connection died before its ``COMMIT`` was sent.
+* After a transient fault an operation is run again, up to :data:`RETRY_ATTEMPTS` attempts in
+  all with exponential backoff and jitter, **only when repeating it is safe**:
+
+  - an operation marked *repeatable* may run again even if its first attempt committed, because
+    a repeat is indistinguishable from the same call arriving later, while the call was still
+    unacknowledged: reads, deletes, clears, cleanup batches and writes of inline values;
+  - any other operation (a write of a row that holds a worker-side reference, which another
+    process may read and act on, e.g. discard the object it names, as soon as it commits) runs
+    inside one explicit transaction and is repeated only when that transaction certainly did
+    not commit: the fault came before ``COMMIT`` was sent, or the server answered ``COMMIT``
+    with an error. When the connection dies while ``COMMIT`` is in flight the outcome is
+    unknown, and :class:`~statestore.core.errors.CommitUnknownError` is raised instead.
+
+* Whatever still fails raises :class:`~statestore.core.errors.StorageError` (or its subclass
+  ``CommitUnknownError``) with the SQLAlchemy error chained (engines hide SQL parameters, so it
+  carries no stored value either); the message names the operation, the database (password
+  masked) and the driver's error class, code and first line with quoted parts elided.
+
+**Fork safety.** A process forked after using the metastore (Airflow's task runner, Celery's
+prefork pool, ``multiprocessing``) must not share the parent's pooled connections: both would
+talk on one socket and read each other's replies. :func:`forget_pool` is SQLAlchemy's documented
+pattern for a child: ``engine.dispose(close=False)`` replaces the pool without touching the
+parent's connections (which the child keeps referenced, so they are never closed from it).
+``MetastoreStoreBackend`` calls it for its sync engine and every async engine right after a fork.
+
+SQLite needs more: the library keeps per-process lock state for each database file, which a
+child inherits as it was at the fork. So a fork waits until no SQLite operation is in flight in
+any thread (and none starts until it is done; :class:`_SQLiteForkGate`), and the child *closes*
+the parent's idle SQLite connections (POSIX locks belong to a process, so this releases nothing
+of the parent's; a WAL database is never checkpointed away from under the parent, whose own
+connections keep their shared lock), so its own connections take real locks of their own. The
+async twins run SQLite operations on the sync engine in a worker thread, as aiosqlite would.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import random
+import re
+import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.pool import Pool, StaticPool
 
 from statestore.core.config import mask_secret
-from statestore.core.errors import ConfigurationError
+from statestore.core.errors import CommitUnknownError, ConfigurationError, StateStoreError, StorageError
 
 __all__ = [
+    "RETRY_ATTEMPTS",
     "AsyncEngines",
-    "aretry_stale",
+    "Operation",
+    "arun",
+    "describe_error",
     "display_url",
     "driver_urls",
+    "forget_pool",
     "make_engine",
     "parse_url",
-    "retry_stale",
+    "run",
     "transaction",
 ]
 
 T = TypeVar("T")
 _SQLITE_BUSY_TIMEOUT_MS = 60_000
+RETRY_ATTEMPTS = 5
+"""Attempts in all for an operation that meets transient faults (see the module docstring)."""
+_BACKOFF_SECONDS = 0.02
+"""Upper bound of the first pause; it doubles per attempt (full jitter), so all pauses add up to < 0.35 s."""
+_ROLLED_BACK_MYSQL = {1205, 1213}  # lock wait timeout, deadlock
+_ROLLED_BACK_POSTGRES = {"40001", "40P01"}  # serialization failure, deadlock detected
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`")
 # backend name -> (sync driver, async driver); a URL naming any known driver is mapped to both.
 _DRIVERS = {
     "sqlite": ("pysqlite", "aiosqlite"),
@@ -83,6 +142,10 @@ def is_memory_sqlite(url: sa.URL) -> bool:
 _BEGIN = {"sqlite": "BEGIN IMMEDIATE", "mysql": "START TRANSACTION", "mariadb": "START TRANSACTION"}
 
 
+class _CommitInterrupted(Exception):
+    """The connection died while ``COMMIT`` was in flight (the ``DBAPIError`` is chained)."""
+
+
 @contextmanager
 def transaction(connection: sa.Connection) -> Iterator[sa.Connection]:
     """Run the block as one transaction on an autocommit connection; commit at the end, roll back on error.
@@ -91,18 +154,191 @@ def transaction(connection: sa.Connection) -> Iterator[sa.Connection]:
     which is all most operations need, in one round trip. An operation of several statements
     runs inside this block instead. On SQLite it begins with ``BEGIN IMMEDIATE``, so concurrent
     writers queue on the busy timeout instead of interleaving or failing to upgrade a read lock.
+    A connection that cannot be rolled back is invalidated, so it never returns to the pool
+    inside a transaction; one that died during ``COMMIT`` raises ``_CommitInterrupted``.
     """
     connection.exec_driver_sql(_BEGIN.get(connection.dialect.name, "BEGIN"))
     try:
         yield connection
     except BaseException:
-        with suppress(sa.exc.DBAPIError):  # a broken connection is invalidated and never reused
-            connection.exec_driver_sql("ROLLBACK")
+        if not connection.invalidated:  # a dead connection's transaction died with it on the server
+            try:
+                connection.exec_driver_sql("ROLLBACK")
+            except sa.exc.SQLAlchemyError:
+                connection.invalidate()
         raise
-    connection.exec_driver_sql("COMMIT")
+    try:
+        connection.exec_driver_sql("COMMIT")
+    except sa.exc.DBAPIError as exc:
+        if _is_dead_connection(exc):
+            raise _CommitInterrupted() from exc
+        raise
 
 
-def _setup_sqlite(engine: sa.Engine, *, wal: bool) -> None:
+@dataclass(frozen=True)
+class Operation(Generic[T]):
+    """One metastore operation: what it does (for messages), the work on a connection, and how to retry it.
+
+    ``repeatable``: running it again after it committed is harmless (see the module docstring);
+    an operation that is not runs inside one transaction. ``transactional``: run ``fn`` inside
+    :func:`transaction` (several statements that must commit together).
+    """
+
+    what: str
+    fn: Callable[[sa.Connection], T]
+    repeatable: bool = True
+    transactional: bool = False
+
+    def on(self, connection: sa.Connection) -> T:
+        """Run the work on ``connection``, inside one transaction when needed."""
+        if not (self.transactional or not self.repeatable):
+            return self.fn(connection)
+        with transaction(connection):
+            return self.fn(connection)
+
+
+def _is_dead_connection(exc: BaseException) -> bool:
+    """A connection that could not be opened or died under the statement (SQLAlchemy's disconnect check)."""
+    return isinstance(exc, sa.exc.DBAPIError) and (exc.connection_invalidated or exc.statement is None)
+
+
+def _rolled_back_by_server(exc: BaseException) -> bool:
+    """A deadlock, serialization failure or lock wait timeout: the server undid the work, a retry may succeed."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return False
+    if getattr(orig, "sqlstate", None) in _ROLLED_BACK_POSTGRES:
+        return True
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    return bool(args) and args[0] in _ROLLED_BACK_MYSQL
+
+
+def describe_error(exc: BaseException) -> str:
+    """The driver's error class, code and first line, quoted parts (which may hold values) elided."""
+    orig = getattr(exc, "orig", None) or exc
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    code: object
+    if len(args) == 2 and isinstance(args[0], int):  # MySQL drivers: (errno, message)
+        code, text = args[0], str(args[1])
+    else:
+        code, text = getattr(orig, "sqlstate", None), str(orig)
+    line = _QUOTED.sub("'...'", text.strip().splitlines()[0] if text.strip() else "")[:200]
+    return f"{type(orig).__name__}{f' [{code}]' if code else ''}{f': {line}' if line else ''}"
+
+
+class _Attempts:
+    """The retry rule of the module docstring for one call of an operation."""
+
+    def __init__(self, operation: Operation[Any], location: str) -> None:
+        self.operation = operation
+        self.location = location
+        self.count = 0
+
+    def pause_after(self, exc: Exception) -> float:
+        """Seconds to wait before the next attempt after ``exc``, or raise the error to report."""
+        self.count += 1
+        if isinstance(exc, StateStoreError):
+            raise exc
+        if isinstance(exc, _CommitInterrupted):
+            cause = exc.__cause__ or exc
+            if not self.operation.repeatable:
+                raise CommitUnknownError(
+                    f"the metastore {self.location} lost the connection while committing "
+                    f"({self.operation.what}); the write may or may not have been applied: {describe_error(cause)}"
+                ) from cause
+            exc = cause  # type: ignore[assignment]
+        elif not isinstance(exc, (sa.exc.SQLAlchemyError, UnicodeError)):  # a driver encoding text raises UnicodeError
+            raise exc
+        transient = _is_dead_connection(exc) or _rolled_back_by_server(exc)
+        if not transient or self.count >= RETRY_ATTEMPTS:
+            tried = f" after {self.count} attempts" if self.count > 1 else ""
+            raise StorageError(
+                f"the metastore {self.location} could not {self.operation.what}{tried}: {describe_error(exc)}"
+            ) from exc
+        return random.uniform(0, _BACKOFF_SECONDS * 2 ** (self.count - 1))
+
+
+class _SQLiteForkGate:
+    """Counts SQLite operations in flight; ``os.fork()`` waits for none and lets none start until it is done.
+
+    A thread stuck for longer than ``_FORK_WAIT_SECONDS`` (a busy database) does not block the fork
+    for ever: it goes ahead, as it would without the gate.
+    """
+
+    _FORK_WAIT_SECONDS = 30.0
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._active = 0
+        self._forking = False
+
+    @contextmanager
+    def operation(self) -> Iterator[None]:
+        """Hold the gate for one operation (connection checkout to checkin)."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._forking)
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._active -= 1
+                self._changed.notify_all()
+
+    def before_fork(self) -> None:
+        """Stop new operations and wait for those in flight."""
+        with self._changed:
+            self._forking = True
+            self._changed.wait_for(lambda: self._active == 0, timeout=self._FORK_WAIT_SECONDS)
+
+    def after_fork_in_parent(self) -> None:
+        """Let operations start again."""
+        with self._changed:
+            self._forking = False
+            self._changed.notify_all()
+
+    def after_fork_in_child(self) -> None:
+        """The child has none of the parent's threads: nothing is in flight there."""
+        self._changed = threading.Condition()
+        self._active, self._forking = 0, False
+
+
+_SQLITE_GATE = _SQLiteForkGate()
+os.register_at_fork(
+    before=_SQLITE_GATE.before_fork,
+    after_in_parent=_SQLITE_GATE.after_fork_in_parent,
+    after_in_child=_SQLITE_GATE.after_fork_in_child,
+)
+
+
+def fork_gate(engine: sa.Engine) -> AbstractContextManager[None]:
+    """What an operation on ``engine`` holds so that no fork lands in its middle (SQLite only)."""
+    return _SQLITE_GATE.operation() if engine.dialect.name == "sqlite" else nullcontext()
+
+
+def run(engine: sa.Engine, operation: Operation[T], location: str) -> T:
+    """Run ``operation`` on a pooled connection, retrying transient faults where that is safe."""
+    attempts = _Attempts(operation, location)
+    while True:
+        try:
+            with fork_gate(engine), engine.connect() as connection:
+                return operation.on(connection)
+        except Exception as exc:  # noqa: BLE001 - classified (and re-raised or mapped) by pause_after
+            time.sleep(attempts.pause_after(exc))
+
+
+async def arun(engine: AsyncEngine, operation: Operation[T], location: str) -> T:
+    """Async twin of :func:`run` (the work runs on the async connection's sync facade)."""
+    attempts = _Attempts(operation, location)
+    while True:
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(operation.on)
+        except Exception as exc:  # noqa: BLE001 - classified (and re-raised or mapped) by pause_after
+            await asyncio.sleep(attempts.pause_after(exc))
+
+
+def _setup_sqlite(engine: sa.Engine, *, wal: bool, synchronous: str) -> None:
     """The driver never begins transactions on its own (see :func:`transaction`); WAL for files."""
 
     @event.listens_for(engine, "connect")
@@ -113,15 +349,20 @@ def _setup_sqlite(engine: sa.Engine, *, wal: bool) -> None:
         cursor.execute("PRAGMA foreign_keys = ON")
         if wal:
             cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         cursor.close()
 
 
-_AUTOCOMMIT: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True}
-"""Engine options: no implicit BEGIN/COMMIT around a statement and no ROLLBACK when a connection goes back to the pool.
+_AUTOCOMMIT: dict[str, Any] = {
+    "isolation_level": "AUTOCOMMIT",
+    "skip_autocommit_rollback": True,
+    "hide_parameters": True,
+}
+"""Engine options: no implicit BEGIN/COMMIT around a statement, no ROLLBACK when a connection goes back
+to the pool, and no SQL parameters (stored values) in error messages.
 
-There is no ``pool_pre_ping`` (a round trip per checkout): :func:`retry_stale` runs an operation
-once more when its pooled connection turned out to be dead.
+There is no ``pool_pre_ping`` (a round trip per checkout): :func:`run` runs an operation again
+when its pooled connection turned out to be dead, where that is safe.
 """
 
 
@@ -131,8 +372,8 @@ def _engine_options(url: sa.URL) -> dict[str, Any]:
     return _AUTOCOMMIT
 
 
-def make_engine(url: sa.URL, *, create_directory: bool = False) -> sa.Engine:
-    """A sync engine for ``url``; for an SQLite file, switch on WAL and check that its directory exists.
+def make_engine(url: sa.URL, *, create_directory: bool = False, synchronous: str = "full") -> sa.Engine:
+    """A sync engine for ``url``; for an SQLite file, WAL and ``synchronous``, and check that its directory exists.
 
     A missing directory is created only with ``create_directory`` (statestore's own home): anywhere
     else it is more likely a typo than a wish for a new directory tree.
@@ -148,37 +389,27 @@ def make_engine(url: sa.URL, *, create_directory: bool = False) -> sa.Engine:
             )
     engine = sa.create_engine(url, **_engine_options(url))
     if url.get_backend_name() == "sqlite":
-        _setup_sqlite(engine, wal=not is_memory_sqlite(url))
+        _setup_sqlite(engine, wal=not is_memory_sqlite(url), synchronous=synchronous)
     return engine
 
 
-def retry_stale(engine: sa.Engine, operation: Callable[[sa.Connection], T]) -> T:
-    """Run ``operation`` on a pooled connection, and once more on a fresh one if that connection was dead.
+_INHERITED_POOLS: list[Pool] = []
+"""In a forked child: the parent's pools, kept referenced so that no connection of theirs is closed from here."""
 
-    A connection the server closed while it sat in the pool (restart, idle timeout) fails on its
-    first statement and is invalidated with the rest of the pool. Metastore operations are safe to
-    repeat: upserts, deletes and reads, or a transaction that the broken connection rolled back.
+
+def forget_pool(engine: sa.Engine) -> None:
+    """In a forked child: give ``engine`` a new pool and leave the parent's connections alone.
+
+    SQLite's idle connections are closed instead (see the module docstring); an in-memory SQLite
+    database lives in its one connection, so the child keeps its copy.
     """
-    try:
-        with engine.connect() as connection:
-            return operation(connection)
-    except sa.exc.DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-    with engine.connect() as connection:
-        return operation(connection)
-
-
-async def aretry_stale(engine: AsyncEngine, operation: Callable[[sa.Connection], T]) -> T:
-    """Async twin of :func:`retry_stale` (``operation`` runs on the async connection's sync facade)."""
-    try:
-        async with engine.connect() as connection:
-            return await connection.run_sync(operation)
-    except sa.exc.DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-    async with engine.connect() as connection:
-        return await connection.run_sync(operation)
+    if is_memory_sqlite(engine.url):
+        return
+    if engine.dialect.name == "sqlite":
+        engine.dispose()
+        return
+    _INHERITED_POOLS.append(engine.pool)
+    engine.dispose(close=False)
 
 
 async def _dispose_at_loop_shutdown(engine: AsyncEngine) -> AsyncIterator[None]:
@@ -195,7 +426,7 @@ class AsyncEngines:
     A pool's connections belong to the loop that opened them. Each engine registers an async
     generator with its loop, whose ``finally`` disposes the engine when the loop shuts down
     (``asyncio.run`` and pytest-asyncio do this), so connections close on their own loop.
-    SQLite connections are cheap and not pooled.
+    PostgreSQL and MySQL/MariaDB only (SQLite's async twins use the sync engine in a thread).
     """
 
     def __init__(self, url: sa.URL) -> None:
@@ -210,14 +441,16 @@ class AsyncEngines:
         found = self._engines.get(loop)
         if found is not None:
             return found[0]
-        is_sqlite = self.url.get_backend_name() == "sqlite"
-        engine = create_async_engine(self.url, **_AUTOCOMMIT, **({"poolclass": NullPool} if is_sqlite else {}))
-        if is_sqlite:
-            _setup_sqlite(engine.sync_engine, wal=True)
+        engine = create_async_engine(self.url, **_AUTOCOMMIT)
         finalizer = _dispose_at_loop_shutdown(engine)
         await finalizer.__anext__()
         self._engines[loop] = (engine, finalizer)
         return engine
+
+    def forget_pools(self) -> None:
+        """In a forked child: every loop's engine gets a new pool (see :func:`forget_pool`)."""
+        for engine, _finalizer in list(self._engines.values()):
+            forget_pool(engine.sync_engine)
 
     async def dispose(self) -> None:
         """Close the running loop's engine now (e.g. before closing a loop that skips asyncgen shutdown)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +20,15 @@ __all__ = ["current_revision", "head_revision", "upgrade"]
 
 _SCRIPTS = Path(__file__).with_name("migrations")
 _ALEMBIC_LOCK = threading.Lock()  # Alembic's ``context`` is module-global: one migration at a time per process
+
+
+def _new_lock_in_child() -> None:
+    """A forked child has none of the parent's threads, so none can be migrating there."""
+    global _ALEMBIC_LOCK
+    _ALEMBIC_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def _alembic_config(connection: sa.Connection | None = None) -> AlembicConfig:

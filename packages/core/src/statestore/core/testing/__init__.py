@@ -30,6 +30,9 @@ Capabilities a backend may opt out of, each with a stated reason (the reason sho
 crashes, reconciliation): override its ``store`` fixture with a ``StateStore`` over a real
 server store whose worker backend is yours.
 
+:class:`ForkSuite` (same ``backend`` fixture) checks that an instance used before ``os.fork()``
+keeps working in parent and child, with no value crossing between them (POSIX only).
+
 Async tests carry ``@pytest.mark.asyncio`` explicitly, so the suite runs with pytest-asyncio in
 its default strict mode (``pip install 'statestore-core[test]'`` brings it). pytest is imported
 only here, never by the rest of ``statestore.core``.
@@ -39,10 +42,13 @@ from __future__ import annotations
 
 import pytest
 
-pytest.register_assert_rewrite("statestore.core.testing.suite", "statestore.core.testing.lifecycle")
+pytest.register_assert_rewrite(
+    "statestore.core.testing.suite", "statestore.core.testing.lifecycle", "statestore.core.testing.forking"
+)
 
+from statestore.core.testing.forking import ForkSuite  # noqa: E402 - after the assert-rewrite registration
 from statestore.core.testing.lifecycle import LifecycleSuite  # noqa: E402
-from statestore.core.testing.suite import (  # noqa: E402 - after the assert-rewrite registration
+from statestore.core.testing.suite import (  # noqa: E402
     CAPABILITIES,
     ODD_KEYS,
     UNSTORABLE,
@@ -58,5 +64,6 @@ __all__ = [
     "AirflowLikeAssetScope",
     "AirflowLikeTaskScope",
     "BackendSuite",
+    "ForkSuite",
     "LifecycleSuite",
 ]
