@@ -187,6 +187,44 @@ def test_inline_write_cut_off_during_commit_is_repeated(slow_first_commit: sa.UR
 
 
 SECRET = "s3cr3t-value"
+_MYSQL_REFUSE = (
+    "CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW BEGIN DECLARE msg VARCHAR(200); "
+    "IF LOCATE('{secret}', NEW.value) > 0 THEN SET msg = CONCAT('refused value ''', LEFT(NEW.value, 100), ''''); "
+    "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = msg; END IF; END"
+)
+_POSTGRES_REFUSE = (
+    "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "IF position('{secret}' in NEW.value) > 0 THEN RAISE EXCEPTION USING MESSAGE = "
+    "'refused value ' || quote_literal(NEW.value); END IF; RETURN NEW; END $$"
+)
+
+
+@pytest.fixture
+def refusing_triggers(server_url: sa.URL) -> Iterator[sa.URL]:
+    """Triggers that refuse a row whose value holds ``SECRET``, quoting the value in their error (as drivers do)."""
+    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    name = f"refuse_{uuid.uuid4().hex[:8]}"
+    tables = ("statestore_task_state", "statestore_asset_state")
+    postgres = server_url.get_backend_name() == "postgresql"
+    with engine.connect() as conn:
+        if postgres:
+            conn.exec_driver_sql(_POSTGRES_REFUSE.format(name=name, secret=SECRET))
+        for n, table in enumerate(tables):
+            if postgres:
+                conn.exec_driver_sql(
+                    f"CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {name}()"
+                )
+            else:
+                conn.exec_driver_sql(_MYSQL_REFUSE.format(name=f"{name}_{n}", table=table, secret=SECRET))
+    try:
+        yield server_url
+    finally:
+        with engine.connect() as conn:
+            for n, table in enumerate(tables):
+                conn.exec_driver_sql(f"DROP TRIGGER {name} ON {table}" if postgres else f"DROP TRIGGER {name}_{n}")
+            if postgres:
+                conn.exec_driver_sql(f"DROP FUNCTION {name}()")
+        engine.dispose()
 
 
 @pytest.mark.parametrize("flavour", ["sync", "async"])
@@ -194,20 +232,20 @@ SECRET = "s3cr3t-value"
     "scope", [TaskScope("faults", "r", "t"), AssetScope(name="faults-asset")], ids=["task", "asset"]
 )
 def test_database_errors_are_storage_errors_without_the_value(
-    metastore_url: sa.URL, flavour: str, scope: TaskScope | AssetScope
+    refusing_triggers: sa.URL, flavour: str, scope: TaskScope | AssetScope
 ) -> None:
-    """A value the database refuses (NUL on PostgreSQL, a lone surrogate elsewhere): StorageError, value unseen."""
-    backend = MetastoreStoreBackend(metastore_url, config=Config.from_dict({}))
-    bad = {"postgresql": f'"\x00{SECRET}"', "mysql": f'"\ud800{SECRET}"', "sqlite": f'"\ud800{SECRET}"'}
-    value = bad[metastore_url.get_backend_name()]
+    """A write the database refuses with an error quoting the value: StorageError, cause chained, value unseen."""
+    backend = MetastoreStoreBackend(refusing_triggers, config=Config.from_dict({}))
+    key, value = f"k-{uuid.uuid4().hex}", f'"{SECRET}"'
     write = (
-        (lambda: backend.set(scope, "k", value))
+        (lambda: backend.set(scope, key, value))
         if flavour == "sync"
-        else (lambda: asyncio.run(backend.aset(scope, "k", value)))
+        else (lambda: asyncio.run(backend.aset(scope, key, value)))
     )
-    with pytest.raises(StorageError, match=r"could not write (task|asset) key 'k'") as info:
+    with pytest.raises(StorageError, match=r"could not write (task|asset) key 'k-") as info:
         write()
-    assert info.value.__cause__ is not None
-    for text in (str(info.value), str(info.value.__cause__)):
-        assert SECRET not in text
+    assert isinstance(info.value.__cause__, sa.exc.DBAPIError)
+    assert SECRET not in str(info.value)
+    assert "refused value" in str(info.value)  # the driver's message, its quoted part elided
+    assert backend.get(scope, key) is None
     backend.dispose()
