@@ -148,3 +148,17 @@ def test_console_script_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "memory" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_airflow_flag_without_airflow_is_one_line() -> None:
+    script = (
+        "import sys\n"
+        "sys.modules['airflow'] = None  # as if Airflow were not installed\n"
+        "from statestore.core.cli import main\n"
+        "raise SystemExit(main(['--airflow', 'config']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("state-store: error: --airflow needs Apache Airflow in the Python environment")
+    assert result.stderr.count("\n") == 1

@@ -194,7 +194,7 @@ _KNOWN: list[tuple[re.Pattern[str], str, str]] = [
         re.compile(
             r"password authentication failed|role \S+ does not exist|access denied for user|authentication "
             r"(failed|required)|invalid username-password|wrongpass|noauth|invalidaccesskeyid|"
-            r"signaturedoesnotmatch|unable to locate credentials|401 "
+            r"signaturedoesnotmatch|unable to locate credentials|^401 "
         ),
         "authentication failed",
         "correct the user name and password (or the credentials) in {where}",
@@ -210,7 +210,7 @@ _KNOWN: list[tuple[re.Pattern[str], str, str]] = [
         "create its directory or make it writable, or correct {where}",
     ),
     (
-        re.compile(r"permission denied|accessdenied|access denied|403 |forbidden|noperm"),
+        re.compile(r"permission denied|accessdenied|access denied|^403 |forbidden|noperm"),
         "permission denied",
         "grant the identity in use access (the backend's README lists the permissions it needs), or correct {where}",
     ),
