@@ -1,4 +1,4 @@
-"""Every check a contributor or CI runs: ``nox`` runs lint, typecheck, tests, wheels and airflow."""
+"""Every check a contributor or CI runs: ``nox`` runs lint, typecheck, tests, wheels, airflow and lowest."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import shutil
 from pathlib import Path
 
 import nox
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 ROOT = Path(__file__).parent
 PACKAGES = sorted(p.parent for p in (ROOT / "packages").glob("*/pyproject.toml"))
 PYPROJECT = nox.project.load_toml(str(ROOT / "pyproject.toml"))
 AIRFLOW = ["apache-airflow-core==3.3.2", "apache-airflow-task-sdk==1.3.2"]
 
-nox.options.sessions = ["lint", "typecheck", "tests", "wheels", "airflow"]
+nox.options.sessions = ["lint", "typecheck", "tests", "wheels", "airflow", "lowest"]
 nox.options.error_on_missing_interpreters = True
 
 
@@ -71,6 +73,42 @@ def airflow(session: nox.Session) -> None:
     session.install("-U", "pip")
     session.install(*_group("dev"), *_editable_packages("test,postgres"), *AIRFLOW)
     session.run("pytest", "tests/airflow", "-m", "airflow", *session.posargs)
+
+
+def _floor_pins(extras: tuple[str, ...] = ("postgres", "mysql")) -> list[str]:
+    """``name==floor`` for every third-party runtime dependency the packages declare (and these extras).
+
+    Read from the pyproject files, so a floor changed there is what gets tested. Test-only extras
+    are not pinned (they are tools of this repository, not promises to users); pip picks the newest
+    of them that works with these floors.
+    """
+    floors: dict[str, str] = {}
+    for package in PACKAGES:
+        project = nox.project.load_toml(str(package / "pyproject.toml"))["project"]
+        optional = project.get("optional-dependencies", {})
+        for text in [*project["dependencies"], *(r for extra in extras for r in optional.get(extra, []))]:
+            requirement = Requirement(text)
+            if requirement.name.startswith("statestore-"):
+                continue
+            versions = [Version(s.version) for s in requirement.specifier if s.operator in (">=", "==", "~=")]
+            if not versions:
+                raise ValueError(f"{package.name}: {text!r} declares no lower bound")
+            extra = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+            pin = f"{requirement.name}{extra}=={max(versions)}"
+            if floors.setdefault(requirement.name, pin) != pin:
+                raise ValueError(f"two floors for {requirement.name}: {floors[requirement.name]} and {pin}")
+    return sorted(floors.values())
+
+
+@nox.session
+def lowest(session: nox.Session) -> None:
+    """The test suite on the oldest version of every runtime dependency we declare (honest floors)."""
+    session.install("-U", "pip")
+    pins = _floor_pins()
+    session.log("floors under test: " + " ".join(pins))
+    session.install(*_group("dev"), *_editable_packages("test,postgres,mysql"), *pins)
+    session.run("pip", "check")
+    session.run("pytest", *(session.posargs or ["tests", "-m", "not airflow", "-q"]))
 
 
 @nox.session
