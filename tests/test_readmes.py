@@ -1,0 +1,330 @@
+"""Every fenced block of README.md and packages/*/README.md runs as written, or is checked where it cannot run.
+
+* ``python``: the blocks of one README run in order in one namespace, as a reader pasting them into one
+  session would, each in a fresh ``STATESTORE_HOME`` and working directory with no ``STATESTORE__``
+  or ``AIRFLOW__`` variables (so on the embedded defaults).
+* ``ini`` and ``dotenv`` (``STATESTORE__``/``AIRFLOW__`` variables): no value carries an inline comment,
+  and ``state-store config --check`` on the block says ``configuration ok`` with no warning (it loads
+  the block through statestore's configuration loader and builds the backends it names).
+  ``tests/airflow/test_airflow_readmes.py`` also reads them with Airflow's own parser.
+* ``sh``: ``state-store`` commands run (against moto or fake-gcs-server in the S3 and GCS READMEs),
+  ``python -m``/``-c`` commands run; ``pip install`` must name existing package paths and extras,
+  core first; ``nox``, ``pytest`` and benchmark commands must name existing sessions and paths (they are
+  the suite itself and are not run here); ``state-store --airflow`` commands are parsed here and run
+  by the Airflow test.
+* ``text`` (untagged): every ``state-store`` synopsis names real commands and options.
+* ``json``, ``toml``: parse; ``crontab``: five schedule fields and a ``state-store`` command that parses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.requirements import Requirement
+
+from statestore.core.cli import build_parser, main
+
+from .gcs.conftest import gcs_bucket, gcs_emulator
+from .readmes import ROOT, Block, as_ini, blocks, inline_comments, settings
+from .s3.conftest import aws_environment, bucket, moto_endpoint, s3_client
+
+__all__ = ["aws_environment", "bucket", "gcs_bucket", "gcs_emulator", "moto_endpoint", "s3_client"]  # fixtures
+
+LANGUAGES = {"python", "ini", "dotenv", "sh", "text", "json", "toml", "crontab"}
+_NOX_SESSIONS = set(re.findall(r"@nox\.session\s*\ndef (\w+)\(", (ROOT / "noxfile.py").read_text()))
+
+
+def _ids(selected: list[Block]) -> list[Any]:
+    return [pytest.param(block, id=block.id) for block in selected]
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh STATESTORE_HOME and working directory; no STATESTORE__/AIRFLOW__ variables; returns the directory."""
+    for variable in list(os.environ):
+        if variable.startswith(("STATESTORE", "AIRFLOW")):
+            monkeypatch.delenv(variable)
+    monkeypatch.setenv("STATESTORE_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def services(request: pytest.FixtureRequest, clean_env: Path) -> dict[str, str]:
+    """The settings a package README's commands assume: the test S3 server or GCS emulator with a bucket."""
+    block: Block = request.node.callspec.params["block"]
+    package = block.readme.parent.name
+    if package == "backend-s3":
+        return {
+            "STATESTORE__STATESTORE_S3__BUCKET": request.getfixturevalue("bucket"),
+            "STATESTORE__STATESTORE_S3__ENDPOINT_URL": request.getfixturevalue("moto_endpoint"),
+        }
+    if package == "backend-gcs":
+        return {
+            "STORAGE_EMULATOR_HOST": request.getfixturevalue("gcs_emulator").url,
+            "STATESTORE__STATESTORE_GCS__BUCKET": request.getfixturevalue("gcs_bucket"),
+        }
+    return {}
+
+
+def test_every_block_has_a_language_this_test_knows() -> None:
+    unknown = [f"{b.id}: ```{b.language}" for b in blocks() if b.language not in LANGUAGES]
+    # text is for layouts and synopses; anything a reader would run or paste has its language, so it is tested
+    assert not unknown, f"tag each block with one of {sorted(LANGUAGES)} (or teach this test the new one): {unknown}"
+
+
+# -- python ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("block", _ids(blocks("python")))
+def test_python_block_runs(block: Block, clean_env: Path) -> None:
+    if block.skip:
+        pytest.skip(f"{block.id}: {block.skip}")
+    namespace: dict[str, Any] = {"__name__": "readme"}
+    earlier = [b for b in blocks("python") if b.readme == block.readme and b.line < block.line and not b.skip]
+    for previous in earlier:
+        try:
+            _run_python(previous, namespace)
+        except Exception as exc:
+            pytest.fail(f"an earlier block of the same README, {previous.id}, fails: {exc!r}", pytrace=False)
+    _run_python(block, namespace)
+
+
+def _run_python(block: Block, namespace: dict[str, Any]) -> None:
+    """Run ``block`` with the README's own file name and line numbers, so a traceback points into the README."""
+    exec(compile("\n" * block.line + block.text, str(block.readme), "exec"), namespace)
+
+
+# -- configuration --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("block", _ids(blocks("ini", "dotenv")))
+def test_configuration_block_loads_without_warnings(
+    block: Block, clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if block.skip:
+        pytest.skip(f"{block.id}: {block.skip}")
+    values = settings(block)
+    assert values, f"{block.id} sets nothing"
+    assert not inline_comments(values), (
+        f"{block.id}: neither statestore's parser nor Airflow's strips a comment after a value; put it on a line "
+        f"of its own: {inline_comments(values)}"
+    )
+    path = clean_env / "statestore.cfg"
+    path.write_text(block.text if block.language == "ini" else as_ini(values), encoding="utf-8")
+    monkeypatch.setenv("STATESTORE_CONFIG", str(path))
+    status = main(["config", "--check"])
+    out, err = capsys.readouterr()
+    assert (status, out, err) == (0, "configuration ok\n", ""), f"{block.id}: state-store config --check:\n{out}{err}"
+
+
+# -- shell ----------------------------------------------------------------------------------------------
+
+
+def _commands(text: str) -> Iterator[list[str]]:
+    """Each command of a shell block as words (``&&`` splits; ``#`` comments and ``\\`` continuations handled)."""
+    for line in text.replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        command: list[str] = []
+        for word in [*words, "&&"]:
+            if word != "&&":
+                command.append(word)
+            elif command:
+                yield command
+                command = []
+
+
+def _split_env(words: list[str]) -> tuple[dict[str, str], list[str]]:
+    env: dict[str, str] = {}
+    while words and re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
+        name, _, value = words[0].partition("=")
+        env[name] = value
+        words = words[1:]
+    return env, words
+
+
+def _check_pip(args: list[str]) -> None:
+    """``pip install`` names existing package directories (with extras they declare), core first, or a name."""
+    assert args[:1] == ["install"], f"only `pip install` is known here, got pip {shlex.join(args)}"
+    targets = [a for a in args[1:] if not a.startswith("-")]
+    assert targets, "pip install of nothing"
+    local: list[str] = []
+    for target in targets:
+        if not target.startswith(("./", "/", "packages/")):
+            requirement = Requirement(target)  # a released distribution (PyPI), or a tool such as nox
+            if requirement.name.startswith("statestore-"):
+                packages = {p.parent.name: p for p in ROOT.glob("packages/*/pyproject.toml")}
+                names = {_project(p)["name"] for p in packages.values()}
+                assert requirement.name in names, f"{target}: no package of this repository is called that"
+            continue
+        path, _, extras = target.partition("[")
+        pyproject = ROOT / path / "pyproject.toml"
+        assert pyproject.is_file(), f"{target}: {path} is not a package directory of this repository"
+        declared = set(_project(pyproject).get("optional-dependencies", {}))
+        missing = {e for e in extras.rstrip("]").split(",") if e} - declared
+        assert not missing, f"{target}: {path} declares no extra {sorted(missing)} (it has {sorted(declared)})"
+        project = _project(pyproject)
+        needs_core = any(Requirement(d).name == "statestore-core" for d in project.get("dependencies", []))
+        if needs_core:
+            assert "statestore-core" in local, (
+                f"{target}: needs statestore-core, which is not on PyPI yet: install ./packages/core in the same "
+                f"command, before it"
+            )
+        local.append(project["name"])
+
+
+def _project(pyproject: Path) -> dict[str, Any]:
+    import tomllib
+
+    project: dict[str, Any] = tomllib.loads(pyproject.read_text())["project"]
+    return project
+
+
+def _check_nox(args: list[str]) -> None:
+    """``nox``, ``nox -s NAME [-- ...]``: the sessions exist; ``bench -- NAME`` names a benchmark."""
+    own, _, posargs = " ".join(args).partition("--")
+    words = own.split()
+    sessions = [words[i + 1] for i, word in enumerate(words) if word in ("-s", "--session") and i + 1 < len(words)]
+    assert set(sessions) <= _NOX_SESSIONS, f"nox has no session {sorted(set(sessions) - _NOX_SESSIONS)}"
+    if sessions == ["bench"]:
+        name = posargs.split()[0]
+        assert (ROOT / "benchmarks" / f"bench_{name}.py").is_file(), f"no benchmark benchmarks/bench_{name}.py"
+
+
+def _parse_state_store(args: list[str]) -> None:
+    """The words of a ``state-store`` command are a valid command line (parsed, not run)."""
+    try:
+        build_parser().parse_args(args)
+    except SystemExit as exit_:
+        pytest.fail(f"state-store {shlex.join(args)} does not parse (exit {exit_.code})", pytrace=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("block", _ids(blocks("sh")))
+def test_shell_block_runs(
+    block: Block,
+    services: dict[str, str],
+    clean_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if block.skip:
+        pytest.skip(f"{block.id}: {block.skip}")
+    text = block.text
+    if "statestore.gcs.testing" in text:  # its fixed port would collide with other runs on this machine
+        text = text.replace("4443", str(_free_port()))
+    started: list[int] = []
+    try:
+        for words in _commands(text):
+            env, (program, *args) = _split_env(words)
+            command = shlex.join([program, *args])
+            if program == "pip":
+                _check_pip(args)
+            elif program == "nox":
+                _check_nox(args)
+            elif program == "pytest":
+                missing = [a for a in args if not a.startswith("-") and not (ROOT / a).exists()]
+                assert not missing, f"{command}: no such path {missing}"
+            elif program == "state-store" and "--airflow" in args:
+                _parse_state_store(args)  # run by tests/airflow/test_airflow_readmes.py
+            elif program == "state-store":
+                with monkeypatch.context() as patch:
+                    for name, value in {**services, **env}.items():
+                        patch.setenv(name, value)
+                    status = main(args)
+                out, err = capsys.readouterr()
+                assert status == 0, f"{block.id}: {command} exited {status}:\n{out}{err}"
+            elif program == "python" and args[:1] in (["-m"], ["-c"]):
+                result = subprocess.run(
+                    [sys.executable, *args],
+                    env={**os.environ, **services, **env},
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                    check=False,
+                )
+                started += [int(pid) for pid in re.findall(r"stop it with: kill (\d+)", result.stdout)]
+                assert result.returncode == 0, f"{block.id}: {command}:\n{result.stdout}{result.stderr}"
+            elif program == "python":
+                assert (ROOT / args[0]).is_file(), f"{command}: no such script {args[0]}"
+            else:
+                pytest.fail(f"{block.id}: no rule for {command!r}; teach this test, or mark the block skipped")
+    finally:
+        for pid in started:
+            os.kill(pid, signal.SIGTERM)
+
+
+# -- the rest -------------------------------------------------------------------------------------------
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    return {option for action in parser._actions for option in action.option_strings}
+
+
+@pytest.mark.parametrize("block", _ids(blocks("text")))
+def test_command_synopses_name_real_commands_and_options(block: Block) -> None:
+    root = build_parser()
+    for line in block.text.splitlines():
+        words = line.partition("#")[0].split()
+        if words[:1] != ["state-store"]:
+            continue
+        parsers = [root]
+        for word in (w for w in words[1:] if not w.startswith(("-", "[")) and w != w.upper()):
+            choices = [_subcommands(p) for p in parsers]
+            if not all(choices):
+                break
+            names = word.split("|")
+            unknown = [n for n in names for c in choices if n not in c]
+            assert not unknown, f"{block.id}: {line.strip()!r}: no command {unknown}"
+            parsers = [c[n] for n in names for c in choices]
+        for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", line.partition("#")[0]):
+            refusing = [p.prog for p in parsers if flag not in _options(p) | _options(root)]
+            assert not refusing, f"{block.id}: {line.strip()!r}: {', '.join(refusing)} has no option {flag}"
+
+
+@pytest.mark.parametrize("block", _ids(blocks("json")))
+def test_json_block_parses(block: Block) -> None:
+    json.loads(block.text)
+
+
+@pytest.mark.parametrize("block", _ids(blocks("toml")))
+def test_toml_block_parses(block: Block) -> None:
+    import tomllib
+
+    tomllib.loads(block.text)
+
+
+@pytest.mark.parametrize("block", _ids(blocks("crontab")))
+def test_crontab_block_parses(block: Block) -> None:
+    for line in block.text.splitlines():
+        fields = line.split(None, 5)
+        assert len(fields) == 6, f"{block.id}: {line!r}: five schedule fields and a command"
+        assert all(re.fullmatch(r"[\d*/,-]+", f) for f in fields[:5]), f"{block.id}: schedule {fields[:5]}"
+        _, words = _split_env(shlex.split(fields[5]))
+        words = [w for w in words[: next((i for i, w in enumerate(words) if ">" in w), len(words))]]
+        assert Path(words[0]).name == "state-store", f"{block.id}: {words[0]} is not state-store"
+        _parse_state_store(words[1:])
