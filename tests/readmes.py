@@ -55,9 +55,7 @@ def _blocks_of(readme: Path) -> list[Block]:
             raise ValueError(f"{readme}:{index + 1}: code block is never closed")
         marker = _MARKER.match(lines[index - 1]) if index else None
         body = "".join(line[indent:] + "\n" for line in lines[index + 1 : end])
-        found.append(
-            Block(readme, index + 1, opening["language"], body, marker["reason"] if marker else None)
-        )
+        found.append(Block(readme, index + 1, opening["language"], body, marker["reason"] if marker else None))
         index = end + 1
     return found
 

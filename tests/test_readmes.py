@@ -36,11 +36,9 @@ from packaging.requirements import Requirement
 
 from statestore.core.cli import build_parser, main
 
-from .gcs.conftest import gcs_bucket, gcs_emulator
+from .gcs.conftest import gcs_bucket, gcs_emulator  # noqa: F401 - fixtures, used by name
 from .readmes import ROOT, Block, as_ini, blocks, inline_comments, settings
-from .s3.conftest import aws_environment, bucket, moto_endpoint, s3_client
-
-__all__ = ["aws_environment", "bucket", "gcs_bucket", "gcs_emulator", "moto_endpoint", "s3_client"]  # fixtures
+from .s3.conftest import aws_environment, bucket, moto_endpoint, s3_client  # noqa: F401 - fixtures, used by name
 
 LANGUAGES = {"python", "ini", "dotenv", "sh", "text", "json", "toml", "crontab"}
 _NOX_SESSIONS = set(re.findall(r"@nox\.session\s*\ndef (\w+)\(", (ROOT / "noxfile.py").read_text()))
@@ -63,7 +61,7 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def services(request: pytest.FixtureRequest, clean_env: Path) -> dict[str, str]:
-    """The settings a package README's commands assume: the test S3 server or GCS emulator with a bucket."""
+    """The settings a package README's ``state-store`` commands assume: the test S3 server or GCS emulator."""
     block: Block = request.node.callspec.params["block"]
     package = block.readme.parent.name
     if package == "backend-s3":
@@ -254,7 +252,7 @@ def test_shell_block_runs(
             elif program == "python" and args[:1] in (["-m"], ["-c"]):
                 result = subprocess.run(
                     [sys.executable, *args],
-                    env={**os.environ, **services, **env},
+                    env={**os.environ, **env},
                     capture_output=True,
                     text=True,
                     timeout=120,
@@ -325,6 +323,6 @@ def test_crontab_block_parses(block: Block) -> None:
         assert len(fields) == 6, f"{block.id}: {line!r}: five schedule fields and a command"
         assert all(re.fullmatch(r"[\d*/,-]+", f) for f in fields[:5]), f"{block.id}: schedule {fields[:5]}"
         _, words = _split_env(shlex.split(fields[5]))
-        words = [w for w in words[: next((i for i, w in enumerate(words) if ">" in w), len(words))]]
+        words = words[: next((i for i, w in enumerate(words) if ">" in w), len(words))]  # up to a redirection
         assert Path(words[0]).name == "state-store", f"{block.id}: {words[0]} is not state-store"
         _parse_state_store(words[1:])
