@@ -74,7 +74,16 @@ def test_asset_commands(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (["task", "set", *TASK, "k", "not json"], "VALUE must be JSON"),
         (["task", "set", *TASK, "k", "null"], "VALUE null cannot be stored; to remove a key, run the 'delete' command"),
-        (["task", "set", *TASK, "k", "1", "--retention-days", "-1"], "--retention-days takes a positive number"),
+        (
+            ["task", "set", *TASK, "k", "1", "--retention-days", "-1"],
+            "argument --retention-days: must be a positive number of days",
+        ),
+        (
+            ["task", "set", *TASK, "k", "1", "--retention-days", "36526"],
+            "argument --retention-days: must be at most 36525 days (100 years), got '36526'; use --never-expire for",
+        ),
+        (["task", "set", *TASK, "k", "1", "--retention-days", "1e300"], "--retention-days: must be at most 36525 days"),
+        (["task", "set", *TASK, "k", "1", "--retention-days", "inf"], "--retention-days: must be at most 36525 days"),
         (["task", "set", *TASK, "k", "NaN"], "NaN and Infinity"),
         (["task", "set", *TASK, "", "1"], "non-empty"),
         (["task", "set", *TASK, "k" * 513, "1"], "limited to 512 characters"),

@@ -68,7 +68,14 @@ def test_cli_prints_the_rule_without_touching_the_bucket(
     bucket: storage.Bucket, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["gcs", "lifecycle", "--days", "4"]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    assert capsys.readouterr().out == (
+        f"lifecycle rule for gs://{bucket.name} (run again with --apply to install it): deletes objects under "
+        "airflow/state/ 4 day(s) after their customTime (their expiry); objects without one stay\n"
+    )
+    assert main(["gcs", "lifecycle", "--days", "4", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1, "--json is one line"
+    printed = json.loads(out)
     assert printed == {
         "lifecycle": {
             "rule": [

@@ -25,18 +25,27 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str, fresh_bucket: s
     return fresh_bucket
 
 
-def _printed_json(out: str) -> Any:
-    return json.loads(out[out.index("{") :])
-
-
 def test_print_only_changes_nothing(cli_env: str, s3_client: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["s3", "lifecycle"]) == 0
+    assert main(["s3", "lifecycle", "--json"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"would install on s3://{cli_env} (run again with --apply):")
-    rules = _printed_json(out)["Rules"]
+    assert out.count("\n") == 1, "--json is one line"
+    rules = json.loads(out)["Rules"]
     assert [r["ID"] for r in rules] == [f"statestore-retention-{d}d:airflow/state/" for d in RETENTION_CLASSES]
     with pytest.raises(s3_client.exceptions.ClientError, match="NoSuchLifecycleConfiguration"):
         s3_client.get_bucket_lifecycle_configuration(Bucket=cli_env)
+
+
+def test_print_is_a_table_of_rules(cli_env: str, s3_client: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    other = {"ID": "logs", "Filter": {"Prefix": "logs/"}, "Status": "Enabled", "Expiration": {"Days": 3}}
+    s3_client.put_bucket_lifecycle_configuration(Bucket=cli_env, LifecycleConfiguration={"Rules": [other]})
+    assert main(["s3", "lifecycle"]) == 0
+    header, columns, *rows = capsys.readouterr().out.splitlines()
+    assert header == f"would install on s3://{cli_env} (run again with --apply to install it):"
+    assert columns.split() == ["ID", "PREFIX", "TAG", "EXPIRE", "AFTER", "DAYS", "STATUS"]
+    assert rows[0].split() == ["logs", "logs/", "-", "3", "Enabled"]
+    first = ["statestore-retention-1d:airflow/state/", "airflow/state/", "statestore-retention=1d", "2", "Enabled"]
+    assert rows[1].split() == first
+    assert len(rows) == 1 + len(RETENTION_CLASSES)
 
 
 def test_every_rule_needs_the_retention_tag_and_waits_a_day_past_it(make_backend: Callable[..., Any]) -> None:
@@ -64,7 +73,7 @@ def test_apply_installs_replaces_the_old_untagged_rule_and_keeps_others(
     s3_client.put_bucket_lifecycle_configuration(Bucket=cli_env, LifecycleConfiguration={"Rules": [other, unsafe]})
     assert main(["s3", "lifecycle", "--apply"]) == 0
     assert main(["s3", "lifecycle", "--apply"]) == 0  # replaces its own rules, no duplicates
-    assert "installed on s3://" in capsys.readouterr().out
+    assert f"installed on s3://{cli_env}:" in capsys.readouterr().out
     rules = {r["ID"]: r for r in s3_client.get_bucket_lifecycle_configuration(Bucket=cli_env)["Rules"]}
     assert set(rules) == {"logs"} | {f"statestore-retention-{d}d:airflow/state/" for d in RETENTION_CLASSES}
     assert rules["logs"]["Expiration"] == {"Days": 3}

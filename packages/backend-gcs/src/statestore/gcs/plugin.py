@@ -7,7 +7,6 @@ Nothing here imports google-cloud-storage; the backend is imported only when sel
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from statestore.core.plugins import BackendSpec, hookimpl
@@ -49,11 +48,15 @@ def statestore_cli(subparsers: argparse._SubParsersAction[Any]) -> None:
         description=(
             "Objects written with an expiry carry it as their customTime. This prints the bucket "
             "lifecycle configuration that deletes them DAYS days after it, for `gcloud storage buckets "
-            "update gs://BUCKET --lifecycle-file=FILE`; --apply adds it to the bucket instead "
-            "(needs storage.buckets.get and storage.buckets.update), keeping the bucket's other rules."
+            "update gs://BUCKET --lifecycle-file=FILE` (--json prints that file on one line); --apply adds it to "
+            "the bucket instead (needs storage.buckets.get and storage.buckets.update), keeping the bucket's "
+            "other rules."
         ),
     )
     lifecycle.add_argument("--apply", action="store_true", help="install the rule on the bucket")
+    lifecycle.add_argument(
+        "--json", action="store_true", help="print the lifecycle configuration as one line of JSON (a --lifecycle-file)"
+    )
     lifecycle.add_argument("--days", type=_days, default=1, help="days after expiry before deletion (default 1)")
     lifecycle.add_argument("--bucket", help="bucket (default: [statestore_gcs] bucket)")
     lifecycle.add_argument("--prefix", help="object prefix (default: [statestore_gcs] prefix)")
@@ -67,14 +70,20 @@ def _days(text: str) -> int:
 
 
 def _lifecycle(args: argparse.Namespace) -> int:
+    from statestore.core.console import print_json
     from statestore.gcs.backend import GCSStoreBackend
 
     backend = GCSStoreBackend(bucket=args.bucket, prefix=args.prefix)
     rule = backend.lifecycle_rule(args.days)
-    if not args.apply:
-        print(json.dumps({"lifecycle": {"rule": [rule]}}, indent=2))
+    changed = backend.install_lifecycle_rule(args.days) if args.apply else None
+    if args.json:
+        print_json({"lifecycle": {"rule": [rule]}})
         return 0
-    changed = backend.install_lifecycle_rule(args.days)
-    state = "installed" if changed else "already installed"
-    print(f"lifecycle rule {state} on gs://{backend.bucket}: {json.dumps(rule)}")
+    prefixes = rule["condition"].get("matchesPrefix")
+    where = f"objects under {', '.join(prefixes)}" if prefixes else "objects"
+    meaning = f"deletes {where} {args.days} day(s) after their customTime (their expiry); objects without one stay"
+    if changed is None:
+        print(f"lifecycle rule for gs://{backend.bucket} (run again with --apply to install it): {meaning}")
+    else:
+        print(f"lifecycle rule {'installed' if changed else 'already installed'} on gs://{backend.bucket}: {meaning}")
     return 0

@@ -56,14 +56,21 @@ def _parse_value(text: str) -> Any:
 
 
 def _positive_days(text: str) -> float:
+    from statestore.core.config import MAX_RETENTION_DAYS
+
     try:
         days = float(text)
     except ValueError:
         days = float("nan")
-    if not days > 0 or days == float("inf"):
+    if not days > 0:
         raise argparse.ArgumentTypeError(
-            f"--retention-days takes a positive number of days, got {text!r}; use --never-expire to keep a key, "
+            f"must be a positive number of days, got {text!r}; use --never-expire to keep a key, "
             "or the 'delete' command to remove it"
+        )
+    if days > MAX_RETENTION_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_RETENTION_DAYS} days (100 years), got {text!r}; use --never-expire for a key "
+            "that should never expire"
         )
     return days
 
