@@ -269,7 +269,8 @@ def test_non_backend_class_is_a_type_error(make_dist: MakeDist) -> None:
         load_backend("notone")
     assert str(info.value) == (
         f"backend 'notone' ({package}.backend:Backend) is <class '{package}.backend.Backend'>, "
-        "which is not a subclass of statestore.core.BaseStoreBackend"
+        "which is not a state store backend: a backend is a class with Airflow's eight methods (get, set, delete, "
+        "clear, aget, aset, adelete, aclear); missing get, set, delete, clear, aget, aset, adelete, aclear"
     )
     with pytest.raises(
         TypeError, match=r"'collections\.OrderedDict' is <class 'collections.OrderedDict'>, which is not"

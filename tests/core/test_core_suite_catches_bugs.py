@@ -15,9 +15,10 @@ pytest_plugins = ["pytester"]
 HEADER = """
 import pytest
 from statestore.core.backends.memory import MemoryStoreBackend
-from statestore.core.base import BaseStoreBackend, CleanupResult, StoredEntry
+from statestore.core.base import CleanupResult, StoredEntry
 from statestore.core.config import Config
 from statestore.core.naming import validate_key
+from statestore.core.primitive import PrimitiveStoreBackend
 from statestore.core.scopes import AssetScope, TaskScope, to_scope
 from statestore.core.testing import BackendSuite
 """
@@ -34,7 +35,7 @@ class Broken(MemoryStoreBackend):
         return None if entry is None else entry.value
 """,
     "naive_naming": """
-class Broken(BaseStoreBackend):
+class Broken(PrimitiveStoreBackend):
     # Names entries by joining ids with '/', so ('a/b', 'c') and ('a', 'b/c') collide.
     def __init__(self, *, config=None):
         super().__init__(config=config)

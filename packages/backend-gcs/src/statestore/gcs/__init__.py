@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from statestore.core import airflow_compat
+
 if TYPE_CHECKING:
     from statestore.gcs.backend import GCSStoreBackend
 
@@ -17,6 +19,7 @@ __all__ = ["GCSStoreBackend"]
 
 def __getattr__(name: str) -> Any:
     if name == "GCSStoreBackend":
+        airflow_compat.register_with_airflow()  # Airflow imports this class path (statestore.core.airflow_compat)
         from statestore.gcs.backend import GCSStoreBackend
 
         return GCSStoreBackend

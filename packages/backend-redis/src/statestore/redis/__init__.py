@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from statestore.core import airflow_compat
+
 if TYPE_CHECKING:
     from statestore.redis.backend import RedisStoreBackend
 
@@ -17,6 +19,7 @@ __all__ = ["RedisStoreBackend"]
 
 def __getattr__(name: str) -> Any:
     if name == "RedisStoreBackend":
+        airflow_compat.register_with_airflow()  # Airflow imports this class path (statestore.core.airflow_compat)
         from statestore.redis.backend import RedisStoreBackend
 
         return RedisStoreBackend

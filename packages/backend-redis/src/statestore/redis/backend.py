@@ -33,20 +33,19 @@ from redis.sentinel import Sentinel
 
 from statestore.core.base import (
     REFERENCE_EXPIRY_MARGIN,
-    BaseStoreBackend,
     CleanupResult,
     ReferenceNotFoundError,
     StoredEntry,
     StoredValue,
-    _check_expires_at,
-    _check_value,
     is_expired,
     utcnow,
 )
 from statestore.core.config import Config, mask_secret
 from statestore.core.errors import ConfigurationError, InvalidReferenceError, StateStoreError, StorageError
 from statestore.core.naming import VERSION_LENGTH, decode_segment, new_version, validate_key, version_written_at
+from statestore.core.primitive import PrimitiveStoreBackend
 from statestore.core.scopes import StoreScope, TaskScope, to_scope
+from statestore.core.values import check_expires_at, check_value
 from statestore.redis.layout import KeyLayout
 from statestore.redis.scripts import CLEAR_CHUNK, DELETE, PRUNE_CHUNK, SET
 
@@ -161,7 +160,7 @@ class _Side:
         self.prune = client.register_script(PRUNE_CHUNK)
 
 
-class RedisStoreBackend(BaseStoreBackend):
+class RedisStoreBackend(PrimitiveStoreBackend):
     """Redis strings with native expiry and per-scope indexes; see the module docstring.
 
     Settings come from ``[statestore_redis]`` (``url``, ``key_prefix``, ``username``, ``password``,
@@ -585,10 +584,10 @@ class RedisStoreBackend(BaseStoreBackend):
 
     def _new_version(self, scope: StoreScope, key: str, value_json: str, expires_at: datetime | None) -> list[str]:
         """Name and stored string of a new version; its expiry is the row's plus the margin (None: never)."""
-        row_expiry = _check_expires_at(expires_at)
+        row_expiry = check_expires_at(expires_at)
         expiry = None if row_expiry is None else row_expiry + REFERENCE_EXPIRY_MARGIN
         name = self.layout.version_key(to_scope(scope), validate_key(key), new_version())
-        return [name, f"{_expiry_ms(expiry)}:{_check_value(value_json)}"]
+        return [name, f"{_expiry_ms(expiry)}:{check_value(value_json)}"]
 
     def _version_command(self, name: str, stored: str) -> list[Any]:
         """``SET name value NX [PXAT ms]``: NX keeps a version write-once even if a name ever repeated."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from statestore.core import airflow_compat
+
 if TYPE_CHECKING:
     from statestore.s3.backend import S3StoreBackend
 
@@ -16,6 +18,7 @@ __all__ = ["S3StoreBackend"]
 
 def __getattr__(name: str) -> Any:
     if name == "S3StoreBackend":
+        airflow_compat.register_with_airflow()  # Airflow imports this class path (statestore.core.airflow_compat)
         from statestore.s3.backend import S3StoreBackend
 
         return S3StoreBackend

@@ -1,59 +1,46 @@
-"""``BaseStoreBackend``: the backend contract, call-compatible with Airflow 3.3.2's.
+"""The backend contract: Airflow 3.3.2's ``BaseStoreBackend``, exactly (see "Writing a backend" in the core README).
 
-Airflow calls the public methods (``get``/``set``/``delete``/``clear``, their async twins,
-``cleanup`` and the four reference hooks). They validate and normalise their arguments once,
-here, and delegate to a small set of *primitives* that a backend implements:
+:class:`BaseStoreBackend` declares abstract exactly the eight methods Airflow documents
+(``get``/``set``/``delete``/``clear`` and the async ``aget``/``aset``/``adelete``/``aclear``, with
+Airflow's signatures); ``cleanup()`` and the four Airflow reference hooks are concrete. A backend
+written from Airflow's documentation subclasses it unchanged. :class:`StoreBackend` is the same
+contract as a runtime-checkable protocol: any object with the eight methods (an Airflow-native
+backend included) is accepted by ``load_backend``, ``StateStore`` and the conformance suite.
+:class:`statestore.core.primitive.PrimitiveStoreBackend` is an optional helper base on top.
 
-* ``_get(scope, key, session) -> StoredEntry | None``
-* ``_set(scope, key, value, expires_at, session) -> None``
-* ``_delete(scope, key, session) -> None``
-* ``_clear(scope, all_map_indices, session) -> None``
+Scopes: a backend receives statestore's or Airflow's ``TaskScope``/``AssetScope`` (same field
+names); :func:`statestore.core.scopes.to_scope` turns either into statestore's.
 
-and optionally ``_keys`` (listing), ``_cleanup`` (reclaiming expired entries), ``_pop`` /
-``_pop_scope`` / ``_get_many`` (see :meth:`BaseStoreBackend.pop`) and the ``_a*`` async
-primitives (by default the sync primitive runs in a worker thread, so the event loop is never
-blocked). A primitive only ever sees statestore scopes and valid keys, and ``get`` never returns
-an entry whose ``expires_at`` has passed, whatever the primitive returns.
+Worker-side references (the *worker role*): ``store_value`` writes a value and returns its
+reference, ``load_value`` reads it back (only for the scope and key it was written for, when told
+them), ``discard_value(s)`` deletes exactly the value a reference names and ``iter_values`` lists
+every value the role holds, for reconciliation. The defaults build on the eight methods and name a
+value by its ``(scope, key)``. A backend that sets ``versioned_references`` writes every value as a
+new, write-once *version* in a namespace its server role never uses, so no delete aimed at an old
+value can remove a newer one and one location can serve both roles.
 
-Fork safety: right after ``os.fork()``, the child calls ``_after_fork_in_child()`` on every
-backend instance the parent had built; a backend holding connections, clients or locks
-overrides it to drop them (never to close them: they are the parent's), so the instance works
-unchanged in both processes.
-
-Every subclass passes ``issubclass`` against Airflow's own ``BaseStoreBackend`` ABCs (as
-Airflow's resolver for ``[state_store] backend`` requires): our base registers itself with them
-when they are already imported, else right after Airflow imports them (a tiny import hook that
-looks only at those two module names), so the order of imports does not matter.
-
-Worker-side references (the *worker role*; see "Writing a backend" in the core README):
-``store_value`` writes a value and returns its reference, ``load_value`` reads it back (only for
-the scope and key it was written for, when told them), ``discard_value(s)`` deletes exactly the
-value a reference names and ``iter_values`` lists every value the role holds, for reconciliation.
-A backend that sets ``versioned_references`` writes every value as a new, write-once *version*
-in a namespace its server role never uses, so no delete aimed at an old value can remove a newer
-one and one location can serve both roles.
+Fork safety: right after ``os.fork()``, the child calls ``_after_fork_in_child()`` on every live
+instance; a backend holding connections, clients or locks overrides it to drop them (never to
+close them: they are the parent's), so the instance works unchanged in both processes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import uuid
 import weakref
-from abc import ABC, ABCMeta, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from importlib.abc import Loader, MetaPathFinder
-from importlib.machinery import ModuleSpec
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, cast, runtime_checkable
 
+from statestore.core import airflow_compat
 from statestore.core.errors import InvalidReferenceError, StateStoreError
 from statestore.core.naming import encode_segment, parse_path, scope_path, validate_key
 from statestore.core.scopes import AssetScope, StoreScope, TaskScope, to_scope
-from statestore.core.values import check_value_text, decode_value, encode_value
+from statestore.core.values import EARLIEST_EXPIRY, LATEST_EXPIRY, decode_value, encode_value
 
 if TYPE_CHECKING:
     from statestore.core.config import Config
@@ -67,8 +54,10 @@ __all__ = [
     "CleanupResult",
     "JsonValue",
     "ReferenceNotFoundError",
+    "StoreBackend",
     "StoredEntry",
     "StoredValue",
+    "is_expired",
     "utcnow",
 ]
 
@@ -76,10 +65,6 @@ JsonValue = Any
 """A JSON-compatible value: str, int, float, bool, list, or dict with str keys (nested)."""
 
 _LEGACY_TI_NAMESPACE = uuid.UUID("6f3c1f0e-3b1a-5d2e-9c47-2a4f5e6d7c8b")
-EARLIEST_EXPIRY = datetime(1970, 1, 1, 0, 0, 1, tzinfo=timezone.utc)
-LATEST_EXPIRY = datetime(9999, 1, 1, tzinfo=timezone.utc)
-"""The latest ``expires_at`` a backend accepts: room below ``datetime.max`` for margins added to it."""
-"""The earliest ``expires_at`` a backend accepts: native expiry (Redis ``PXAT``) needs a positive Unix time."""
 
 
 class StoredEntry(NamedTuple):
@@ -129,112 +114,80 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _check_expires_at(expires_at: Any) -> datetime | None:
-    if expires_at is None:
-        return None
-    if not isinstance(expires_at, datetime):
-        raise TypeError(f"expires_at must be an aware datetime or None, got {type(expires_at).__name__}")
-    if expires_at.tzinfo is None or expires_at.utcoffset() is None:
-        raise ValueError("expires_at must be timezone-aware (UTC); got a naive datetime")
-    if not EARLIEST_EXPIRY <= expires_at <= LATEST_EXPIRY:
-        raise ValueError(
-            f"expires_at must be between {EARLIEST_EXPIRY.isoformat()} (stores with native expiry take a positive "
-            f"Unix time; any past instant already means expired) and {LATEST_EXPIRY.isoformat()}, got "
-            f"{expires_at.isoformat()}"
-        )
-    return expires_at.astimezone(timezone.utc)
-
-
-def _check_value(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"backend values are JSON text (str), got {type(value).__name__}; use StateStore for objects")
-    check_value_text(value)
-    return value
-
-
 def is_expired(expires_at: datetime | None, now: datetime | None = None) -> bool:
     """True when ``expires_at`` is set and not in the future."""
     return expires_at is not None and expires_at <= (now or utcnow())
 
 
-_AIRFLOW_STATE_MODULES = ("airflow._shared.state", "airflow.sdk._shared.state")
+@runtime_checkable
+class StoreBackend(Protocol):
+    """Airflow 3.3.2's backend contract as a protocol: the eight methods, nothing else.
 
-
-def _register_with(module: ModuleType) -> None:
-    """Register our base class with the ``BaseStoreBackend`` ABC of one of Airflow's state modules.
-
-    Airflow's server-side resolver checks ``issubclass`` against its own ABC; registering our base
-    as a virtual subclass makes every statestore backend pass (ABCs consult their registry).
+    ``isinstance(obj, StoreBackend)`` holds for any object that has them (a subclass of Airflow's
+    own ``BaseStoreBackend`` included); it checks names, not signatures.
     """
-    airflow_base = getattr(module, "BaseStoreBackend", None)
-    if isinstance(airflow_base, ABCMeta):
-        airflow_base.register(BaseStoreBackend)  # type: ignore[type-abstract]
 
+    def get(self, scope: Any, key: str, *, session: Any = None) -> str | None:
+        """The stored JSON text, or None."""
 
-class _RegisteringLoader(Loader):
-    """Wraps the loader of an Airflow state module to register our base class right after it runs."""
+    def set(self, scope: Any, key: str, value: str, *, expires_at: datetime | None = None, session: Any = None) -> None:
+        """Write or overwrite JSON text."""
 
-    def __init__(self, loader: Loader) -> None:
-        self._loader = loader
+    def delete(self, scope: Any, key: str, *, session: Any = None) -> None:
+        """Delete one key."""
 
-    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
-        return self._loader.create_module(spec)
+    def clear(self, scope: Any, *, all_map_indices: bool = False, session: Any = None) -> None:
+        """Delete every key of a scope."""
 
-    def exec_module(self, module: ModuleType) -> None:
-        self._loader.exec_module(module)
-        _register_with(module)
+    async def aget(self, scope: Any, key: str, *, session: Any = None) -> str | None:
+        """Async ``get``."""
 
-    def __getattr__(self, name: str) -> Any:  # get_source, is_package, resource readers, ...
-        return getattr(self._loader, name)
+    async def aset(
+        self, scope: Any, key: str, value: str, *, expires_at: datetime | None = None, session: Any = None
+    ) -> None:
+        """Async ``set``."""
 
+    async def adelete(self, scope: Any, key: str, *, session: Any = None) -> None:
+        """Async ``delete``."""
 
-class _AirflowWatcher(MetaPathFinder):
-    """Catches the import of Airflow's state modules when statestore was imported before Airflow."""
-
-    def find_spec(self, fullname: str, path: Any, target: ModuleType | None = None) -> ModuleSpec | None:
-        if fullname not in _AIRFLOW_STATE_MODULES:
-            return None
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            spec = None if finder is self or find is None else find(fullname, path, target)
-            if spec is None:
-                continue
-            if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                spec.loader = _RegisteringLoader(spec.loader)
-            return cast("ModuleSpec", spec)
-        return None
-
-
-def _register_with_airflow() -> None:
-    """Register with Airflow's state modules already imported, and watch for the others."""
-    pending = False
-    for name in _AIRFLOW_STATE_MODULES:
-        module = sys.modules.get(name)
-        if module is None:
-            pending = True
-        else:
-            _register_with(module)
-    if pending and not any(isinstance(finder, _AirflowWatcher) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _AirflowWatcher())
+    async def aclear(self, scope: Any, *, all_map_indices: bool = False, session: Any = None) -> None:
+        """Async ``clear``."""
 
 
 class BaseStoreBackend(ABC):
-    """Abstract task/asset state store; see the module docstring for what a subclass implements.
+    """Airflow's backend contract: implement the eight abstract methods; see the module docstring.
 
     ``name`` is the short plugin name and ``reference_scheme`` prefixes the default references
-    (``<scheme>://task/<dag>/<run>/<task>/<map_index>/<key>``).
+    (``<scheme>://task/<dag>/<run>/<task>/<map_index>/<key>``). Airflow builds a backend with no
+    arguments; ``config`` (statestore's configuration, Airflow's inside Airflow) is loaded on first
+    use when a subclass does not pass it to ``super().__init__``.
     """
 
     name: ClassVar[str] = ""
     reference_scheme: ClassVar[str] = ""
 
     def __init__(self, *, config: Config | None = None) -> None:
+        if config is not None:
+            self.config = config
+        _LIVE_BACKENDS.add(self)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        airflow_compat.register_with_airflow()
+
+    @property
+    def config(self) -> Config:
+        """The configuration this backend reads its settings from (loaded on first use when not given)."""
+        config = self.__dict__.get("_config")
         if config is None:
             from statestore.core.config import load_config
 
-            config = load_config()
-        self.config = config
-        _LIVE_BACKENDS.add(self)
+            config = self.__dict__["_config"] = load_config()
+        return cast("Config", config)
+
+    @config.setter
+    def config(self, config: Config) -> None:
+        self.__dict__["_config"] = config
 
     def _after_fork_in_child(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Called in a forked child for every live instance: drop what belongs to the parent's process.
@@ -255,162 +208,51 @@ class BaseStoreBackend(ABC):
         """
         return None
 
-    # -- primitives a backend implements ---------------------------------------------------------
+    # -- the contract: Airflow 3.3.2's eight abstract methods --------------------------------------------
 
     @abstractmethod
-    def _get(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
-        """Return the entry stored for ``(scope, key)`` (expired or not), or None."""
-
-    @abstractmethod
-    def _set(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
-        """Write or overwrite ``value`` with its absolute UTC expiry (None = never)."""
-
-    @abstractmethod
-    def _delete(self, scope: StoreScope, key: str, session: Any) -> None:
-        """Remove one key; a missing key is not an error."""
-
-    @abstractmethod
-    def _clear(self, scope: StoreScope, all_map_indices: bool, session: Any) -> None:
-        """Remove every key of ``scope`` (all map indices of the task when asked)."""
-
-    def _keys(self, scope: StoreScope, session: Any) -> list[str]:
-        """List the keys of ``scope``; backends that cannot list raise ``NotImplementedError``."""
-        raise NotImplementedError(f"{type(self).__name__} cannot list keys")
-
-    def _cleanup(self, now: datetime) -> CleanupResult:
-        """Reclaim entries that expired before ``now``; by default there is nothing to do."""
-        return CleanupResult()
-
-    def _pop(self, scope: StoreScope, key: str, session: Any) -> str | None:
-        """Delete one key and return the text it held (expired or not); by default a read, then a delete."""
-        entry = self._get(scope, key, session)
-        self._delete(scope, key, session)
-        return None if entry is None else entry.value
-
-    def _pop_scope(self, scope: StoreScope, all_map_indices: bool, session: Any) -> list[str]:
-        """Clear ``scope`` and return the texts its keys held; by default listed and read first, then cleared.
-
-        The default finds only the keys ``_keys`` lists (one map index; none when the backend cannot
-        list): what it misses is cleared all the same, and reconciliation reclaims their values.
-        """
-        try:
-            keys = self._keys(scope, session)
-        except NotImplementedError:
-            keys = []
-        entries = [self._get(scope, key, session) for key in keys]
-        self._clear(scope, all_map_indices, session)
-        return [entry.value for entry in entries if entry is not None]
-
-    def _get_many(self, items: Sequence[tuple[StoreScope, str]], session: Any) -> list[str | None]:
-        """The text stored for each ``(scope, key)`` (expired or not), in order; by default one ``_get`` each."""
-        entries = [self._get(scope, key, session) for scope, key in items]
-        return [None if entry is None else entry.value for entry in entries]
-
-    async def _aget(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
-        return await asyncio.to_thread(self._get, scope, key, session)
-
-    async def _aset(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
-        await asyncio.to_thread(self._set, scope, key, value, expires_at, session)
-
-    async def _adelete(self, scope: StoreScope, key: str, session: Any) -> None:
-        await asyncio.to_thread(self._delete, scope, key, session)
-
-    async def _aclear(self, scope: StoreScope, all_map_indices: bool, session: Any) -> None:
-        await asyncio.to_thread(self._clear, scope, all_map_indices, session)
-
-    async def _akeys(self, scope: StoreScope, session: Any) -> list[str]:
-        return await asyncio.to_thread(self._keys, scope, session)
-
-    async def _apop(self, scope: StoreScope, key: str, session: Any) -> str | None:
-        return await asyncio.to_thread(self._pop, scope, key, session)
-
-    async def _apop_scope(self, scope: StoreScope, all_map_indices: bool, session: Any) -> list[str]:
-        return await asyncio.to_thread(self._pop_scope, scope, all_map_indices, session)
-
-    # -- the public, Airflow-compatible API --------------------------------------------------------
-
     def get(self, scope: StoreScope, key: str, *, session: Any = None) -> str | None:
-        """Return the stored JSON text, or None if the key is missing or expired."""
-        entry = self._get(to_scope(scope), validate_key(key), session)
-        return None if entry is None or is_expired(entry.expires_at) else entry.value
+        """Return the stored JSON text, or None if the key does not exist (or, optionally, has expired)."""
 
+    @abstractmethod
     def set(
         self, scope: StoreScope, key: str, value: str, *, expires_at: datetime | None = None, session: Any = None
     ) -> None:
-        """Write or overwrite ``value`` (JSON text); ``expires_at`` is an aware UTC datetime or None (never)."""
-        self._set(to_scope(scope), validate_key(key), _check_value(value), _check_expires_at(expires_at), session)
+        """Write or overwrite ``value`` (JSON text, kept verbatim); ``expires_at``: aware UTC datetime, None = never."""
 
+    @abstractmethod
     def delete(self, scope: StoreScope, key: str, *, session: Any = None) -> None:
         """Delete one key; no-op if it does not exist."""
-        self._delete(to_scope(scope), validate_key(key), session)
 
+    @abstractmethod
     def clear(self, scope: StoreScope, *, all_map_indices: bool = False, session: Any = None) -> None:
         """Delete every key of ``scope``; for a task, one map index unless ``all_map_indices``."""
-        self._clear(to_scope(scope), bool(all_map_indices), session)
 
-    def keys(self, scope: StoreScope, *, session: Any = None) -> list[str]:
-        """The keys currently stored for ``scope``, sorted (expired ones may appear until cleanup)."""
-        return sorted(self._keys(to_scope(scope), session))
-
+    @abstractmethod
     async def aget(self, scope: StoreScope, key: str, *, session: Any = None) -> str | None:
         """Async twin of :meth:`get`."""
-        entry = await self._aget(to_scope(scope), validate_key(key), session)
-        return None if entry is None or is_expired(entry.expires_at) else entry.value
 
+    @abstractmethod
     async def aset(
         self, scope: StoreScope, key: str, value: str, *, expires_at: datetime | None = None, session: Any = None
     ) -> None:
         """Async twin of :meth:`set`."""
-        await self._aset(
-            to_scope(scope), validate_key(key), _check_value(value), _check_expires_at(expires_at), session
-        )
 
+    @abstractmethod
     async def adelete(self, scope: StoreScope, key: str, *, session: Any = None) -> None:
         """Async twin of :meth:`delete`."""
-        await self._adelete(to_scope(scope), validate_key(key), session)
 
+    @abstractmethod
     async def aclear(self, scope: StoreScope, *, all_map_indices: bool = False, session: Any = None) -> None:
         """Async twin of :meth:`clear`."""
-        await self._aclear(to_scope(scope), bool(all_map_indices), session)
 
-    async def akeys(self, scope: StoreScope, *, session: Any = None) -> list[str]:
-        """Async twin of :meth:`keys`."""
-        return sorted(await self._akeys(to_scope(scope), session))
+    def cleanup(self) -> CleanupResult | None:
+        """Remove expired (and orphaned) entries; by default nothing to do (Airflow's no-op).
 
-    def cleanup(self) -> CleanupResult:  # type: ignore[override]
-        """Remove expired (and, where the backend tracks them, orphaned) entries; report what went."""
-        return self._cleanup(utcnow())
-
-    def pop(self, scope: StoreScope, key: str, *, session: Any = None) -> str | None:
-        """Delete one key and return the text it held (expired or not), or None when it was missing.
-
-        ``StateStore.delete`` uses it to discard exactly the worker-side value the deleted row
-        named. Backends that can delete and return in one step (the metastore: ``DELETE ...
-        RETURNING``) override ``_pop``; the default reads, then deletes, so a ``set`` landing
-        in between is deleted too and its worker-side value is left to reconciliation.
+        A backend may return a :class:`CleanupResult` to report what went (``state-store clean``
+        prints it); ``None`` means "no report".
         """
-        return self._pop(to_scope(scope), validate_key(key), session)
-
-    def pop_scope(self, scope: StoreScope, *, all_map_indices: bool = False, session: Any = None) -> list[str]:
-        """Clear ``scope`` like :meth:`clear` and return the texts of the keys removed (expired or not)."""
-        return self._pop_scope(to_scope(scope), bool(all_map_indices), session)
-
-    async def apop(self, scope: StoreScope, key: str, *, session: Any = None) -> str | None:
-        """Async twin of :meth:`pop`."""
-        return await self._apop(to_scope(scope), validate_key(key), session)
-
-    async def apop_scope(self, scope: StoreScope, *, all_map_indices: bool = False, session: Any = None) -> list[str]:
-        """Async twin of :meth:`pop_scope`."""
-        return await self._apop_scope(to_scope(scope), bool(all_map_indices), session)
-
-    def get_many(self, items: Iterable[tuple[StoreScope, str]], *, session: Any = None) -> list[str | None]:
-        """The text stored for each ``(scope, key)`` of ``items`` (expired or not; None when missing), in order.
-
-        Reconciliation asks it, a page at a time, which rows still hold a reference; the
-        metastore answers a page with one query per table, the default with one ``_get`` each.
-        """
-        pairs = [(to_scope(scope), validate_key(key)) for scope, key in items]
-        return self._get_many(pairs, session)
+        return None
 
     # -- worker-side references ----------------------------------------------------------------------
 
@@ -590,15 +432,15 @@ class BaseStoreBackend(ABC):
         """
         if self.versioned_references or self.__dict__.get("_roles_checked"):
             return
-        from statestore.core.plugins import load_backend
+        from statestore.core.foreign import build_backend
         from statestore.core.store import check_distinct_roles
 
         try:
-            server_class = load_backend(self.config.backend)
+            server = build_backend(self.config.backend, self.config)
         except StateStoreError:  # Airflow's own server backend (not ours): it cannot share our storage names
-            server_class = None
-        if server_class is not None and issubclass(server_class, BaseStoreBackend):
-            check_distinct_roles(server_class(config=self.config), self)
+            server = None
+        if server is not None:
+            check_distinct_roles(server, self)
         self._roles_checked = True
 
     # Airflow 3.3.2's hook names. Airflow knows no retention on this path, so the values they write
@@ -697,4 +539,4 @@ def legacy_asset_ref(scope: StoreScope) -> str:
     return scope.name or scope.uri or str(scope.asset_id)
 
 
-_register_with_airflow()
+airflow_compat.register_with_airflow()

@@ -110,13 +110,13 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 def _check_config(config: Config, problems: list[str]) -> int:
     """Build the configured backends (which validates their settings, without connecting); 1 on any problem."""
-    from statestore.core.plugins import load_backend
+    from statestore.core.foreign import build_backend
 
     for role, name in (("[state_store] backend", config.backend), ("[workers] state_backend", config.worker_backend)):
         if name is None:
             continue
         try:
-            load_backend(name)(config=config)
+            build_backend(name, config)
         except Exception as exc:  # noqa: BLE001 - every way a backend refuses its settings is a finding
             problems.append(f"{role} {name!r}: {error_message(exc)}")
             print(f"state-store: error: {problems[-1]}", file=sys.stderr)

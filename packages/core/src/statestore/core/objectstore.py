@@ -87,13 +87,10 @@ from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from statestore.core.base import (
     REFERENCE_EXPIRY_MARGIN,
-    BaseStoreBackend,
     CleanupResult,
     ReferenceNotFoundError,
     StoredEntry,
     StoredValue,
-    _check_expires_at,
-    _check_value,
     is_expired,
     utcnow,
 )
@@ -111,7 +108,9 @@ from statestore.core.naming import (
     validate_key,
     version_written_at,
 )
+from statestore.core.primitive import PrimitiveStoreBackend
 from statestore.core.scopes import StoreScope, TaskScope, to_scope
+from statestore.core.values import check_expires_at, check_value
 
 __all__ = [
     "COMPRESSIONS",
@@ -203,7 +202,7 @@ def _parse_expiry(name: str, text: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-class ObjectStoreBackend(BaseStoreBackend):
+class ObjectStoreBackend(PrimitiveStoreBackend):
     """Task/asset state as one object per key; see the module docstring for rules and primitives."""
 
     config_section: ClassVar[str] = ""
@@ -632,10 +631,10 @@ class ObjectStoreBackend(BaseStoreBackend):
         self, scope: StoreScope, key: str, value_json: str, expires_at: datetime | None
     ) -> tuple[str, bytes, dict[str, str], datetime | None]:
         """Name, body, metadata and expiry (the row's plus the margin) of a new version of ``(scope, key)``."""
-        row_expiry = _check_expires_at(expires_at)
+        row_expiry = check_expires_at(expires_at)
         expiry = None if row_expiry is None else row_expiry + REFERENCE_EXPIRY_MARGIN
         name, long_name = self._value_name(identity_scope(to_scope(scope)), validate_key(key), new_version())
-        data, metadata = self._encode(long_name, _check_value(value_json), expiry)
+        data, metadata = self._encode(long_name, check_value(value_json), expiry)
         return name, data, metadata, expiry
 
     def store_value(

@@ -40,7 +40,7 @@ from statestore.core.errors import (
 if TYPE_CHECKING:
     import argparse
 
-    from statestore.core.base import BaseStoreBackend
+    from statestore.core.base import StoreBackend
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -219,12 +219,25 @@ def _import_class(class_path: str) -> Any:
         raise ImportError(f"module {module_name!r} has no attribute {attr!r}") from None
 
 
-def _check_backend_class(obj: Any, origin: str) -> type[BaseStoreBackend]:
-    from statestore.core.base import BaseStoreBackend
+def _check_backend_class(obj: Any, origin: str) -> type[StoreBackend]:
+    """``obj`` if it is a complete backend class: the eight methods of Airflow's contract, none left abstract."""
+    from statestore.core import airflow_compat
+    from statestore.core.base import StoreBackend
 
-    if not (isinstance(obj, type) and issubclass(obj, BaseStoreBackend)):
-        raise TypeError(f"{origin} is {obj!r}, which is not a subclass of statestore.core.BaseStoreBackend")
+    if not (isinstance(obj, type) and issubclass(obj, StoreBackend)):
+        missing = [name for name in _CONTRACT if not callable(getattr(obj, name, None))]
+        raise TypeError(
+            f"{origin} is {obj!r}, which is not a state store backend: a backend is a class with Airflow's eight "
+            f"methods ({', '.join(_CONTRACT)}); missing {', '.join(missing) or 'none (it is not a class)'}"
+        )
+    abstract = sorted(getattr(obj, "__abstractmethods__", ()))
+    if abstract:
+        raise TypeError(f"{origin} is {obj.__qualname__}, which leaves abstract: {', '.join(abstract)}; implement them")
+    airflow_compat.register_with_airflow()
     return obj
+
+
+_CONTRACT = ("get", "set", "delete", "clear", "aget", "aset", "adelete", "aclear")
 
 
 def _spec_for(name: str) -> BackendSpec:
@@ -259,8 +272,12 @@ def _spec_for(name: str) -> BackendSpec:
     )
 
 
-def load_backend(spec: str | type[BaseStoreBackend]) -> type[BaseStoreBackend]:
-    """Resolve a short plugin name, ``pkg.mod.Class``, ``pkg.mod:Class`` or a class to a backend class."""
+def load_backend(spec: str | type[Any]) -> type[StoreBackend]:
+    """Resolve a short plugin name, ``pkg.mod.Class``, ``pkg.mod:Class`` or a class to a backend class.
+
+    A backend class is any complete class with Airflow's eight methods (:class:`statestore.core.StoreBackend`):
+    a ``statestore.core.BaseStoreBackend`` subclass or an Airflow-native one.
+    """
     if isinstance(spec, type):
         return _check_backend_class(spec, "the given class")
     if not isinstance(spec, str) or not spec.strip():

@@ -34,7 +34,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from statestore.core.base import (
@@ -47,8 +47,8 @@ from statestore.core.base import (
 )
 from statestore.core.config import MAX_RETENTION_DAYS, Config, load_config
 from statestore.core.errors import ConfigurationError, StateStoreError, StorageError, ValueTooLargeError
+from statestore.core.foreign import build_backend
 from statestore.core.naming import validate_key
-from statestore.core.plugins import load_backend
 from statestore.core.scopes import NEVER_EXPIRE, AssetScope, StoreScope, TaskScope, to_scope
 from statestore.core.values import decode_value, encode_value
 
@@ -71,19 +71,9 @@ REF_MARKER = "__airflow_state_ref__"
 ESCAPE_MARKER = "__statestore_escaped__"
 """Key wrapping an inline user value that would otherwise look like a marker."""
 
-BackendArg = BaseStoreBackend | str | type[BaseStoreBackend] | None
+BackendArg = Any
+"""A backend: an instance or class with Airflow's eight methods, a plugin name, a class path, or None (configured)."""
 _MAX_RETENTION = timedelta(days=MAX_RETENTION_DAYS)
-
-
-def _resolve_backend(spec: BaseStoreBackend | str | type[BaseStoreBackend], config: Config) -> BaseStoreBackend:
-    if isinstance(spec, BaseStoreBackend):
-        return spec
-    if isinstance(spec, (str, type)):
-        backend_class = load_backend(spec)
-        if issubclass(backend_class, BaseStoreBackend):
-            return backend_class(config=config)
-        return backend_class()  # e.g. Airflow's own MetastoreBackend: built with no arguments, as Airflow does
-    raise TypeError(f"a backend is an instance, a plugin name or a class path, got {type(spec).__name__}")
 
 
 def _expires_at(retention: Any, default: timedelta | None) -> datetime | None:
@@ -206,9 +196,9 @@ class StateStore:
         days = self.config.default_retention_days
         self._default_retention = None if days == 0 else timedelta(days=days)
         self._inline_limit = self.config.max_value_storage_bytes
-        self.backend = _resolve_backend(backend if backend is not None else self.config.backend, self.config)
+        self.backend = build_backend(backend if backend is not None else self.config.backend, self.config)
         worker = worker_backend if worker_backend is not None else self.config.worker_backend
-        self.worker_backend = None if worker is None else _resolve_backend(worker, self.config)
+        self.worker_backend = None if worker is None else build_backend(worker, self.config)
         if self.worker_backend is not None:
             check_distinct_roles(self.backend, self.worker_backend)
 
@@ -419,26 +409,34 @@ class StateStore:
             log.warning("a refused write left its value %s for reconciliation: %s", reference, exc)
 
     def _delete(self, scope: StoreScope, key: str) -> None:
-        if self.worker_backend is None:
+        if self.worker_backend is None or getattr(self.worker_backend, "deletes_by_name", False):
             self.backend.delete(scope, key)
+            if self.worker_backend is not None:
+                self.worker_backend.delete(scope, key)
             return
         self._discard(references_in([_pop(self.backend, scope, key)]))
 
     async def _adelete(self, scope: StoreScope, key: str) -> None:
-        if self.worker_backend is None:
+        if self.worker_backend is None or getattr(self.worker_backend, "deletes_by_name", False):
             await self.backend.adelete(scope, key)
+            if self.worker_backend is not None:
+                await self.worker_backend.adelete(scope, key)
             return
         await self._adiscard(references_in([await _apop(self.backend, scope, key)]))
 
     def _clear(self, scope: StoreScope, all_map_indices: bool = False) -> None:
-        if self.worker_backend is None:
+        if self.worker_backend is None or getattr(self.worker_backend, "deletes_by_name", False):
             self.backend.clear(scope, all_map_indices=all_map_indices)
+            if self.worker_backend is not None:
+                self.worker_backend.clear(scope, all_map_indices=all_map_indices)
             return
         self._discard(references_in(_pop_scope(self.backend, scope, all_map_indices)))
 
     async def _aclear(self, scope: StoreScope, all_map_indices: bool = False) -> None:
-        if self.worker_backend is None:
+        if self.worker_backend is None or getattr(self.worker_backend, "deletes_by_name", False):
             await self.backend.aclear(scope, all_map_indices=all_map_indices)
+            if self.worker_backend is not None:
+                await self.worker_backend.aclear(scope, all_map_indices=all_map_indices)
             return
         await self._adiscard(references_in(await _apop_scope(self.backend, scope, all_map_indices)))
 
@@ -455,6 +453,15 @@ class StateStore:
         assert self.worker_backend is not None
         return _discarded(references, await self.worker_backend.adiscard_values(references))
 
+    def _lister(self, name: str) -> Callable[[StoreScope], Any]:
+        """The server store's ``keys``/``akeys``: listing is optional in Airflow's contract."""
+        method = getattr(self.backend, name, None)
+        if not callable(method):
+            raise StateStoreError(
+                f"{type(self.backend).__name__} cannot list keys (it has no {name}() method); read keys by name instead"
+            )
+        return cast("Callable[[StoreScope], Any]", method)
+
     # -- maintenance ---------------------------------------------------------------------------------
 
     def cleanup(self, *, dry_run: bool = False, progress: Callable[[str, int], None] | None = None) -> CleanupResult:
@@ -464,21 +471,27 @@ class StateStore:
         batch and hands over their values after each commit; exactly the versions they named are
         then discarded (``by_kind["external_objects"]``, outside ``removed``; failures in
         ``by_kind["external_failed"]``, left for reconciliation, as is everything a crash between
-        the two steps leaves). Other server stores delete their rows themselves and leave the
-        values to reconciliation. ``dry_run`` and ``progress`` need a store that can count: the
-        metastore and the object stores.
+        the two steps leaves). Any other server store removes its rows itself (its ``cleanup()`` may
+        report, or return None); the values no row names any more are then reclaimed by
+        :meth:`reconcile` (default grace), when the worker backend can list them. ``dry_run`` and
+        ``progress`` need a store that can count: the metastore and the object stores.
         """
-        from statestore.core.metastore import MetastoreStoreBackend
-
-        if not isinstance(self.backend, MetastoreStoreBackend):
-            if "dry_run" in inspect.signature(self.backend.cleanup).parameters:  # object stores count and report
-                return self.backend.cleanup(dry_run=dry_run, progress=progress)  # type: ignore[call-arg]
-            if dry_run:
+        parameters = inspect.signature(self.backend.cleanup).parameters
+        if "on_references" not in parameters:  # a store that cannot hand over the references of the rows it removes
+            if "dry_run" in parameters:  # the object stores count and report
+                counting = cast("Callable[..., CleanupResult]", self.backend.cleanup)
+                result: CleanupResult | None = counting(dry_run=dry_run, progress=progress)
+            elif dry_run:
                 raise StateStoreError(
                     f"{type(self.backend).__name__} cannot count what clean would remove (its cleanup has no "
                     "dry run); run clean without --dry-run to remove expired entries"
                 )
-            return self.backend.cleanup()
+            else:
+                result = self.backend.cleanup()
+            report = result if isinstance(result, CleanupResult) else CleanupResult()  # None: no report
+            if self.worker_backend is not None and not dry_run:
+                self._reconcile_after_cleanup(report)
+            return report
         counts = {"external_objects": 0, "external_failed": 0}
 
         def discard(values: list[str]) -> None:
@@ -488,10 +501,24 @@ class StateStore:
             counts["external_failed"] += len(references) - discarded
 
         on_references = None if self.worker_backend is None else discard
-        result = self.backend.cleanup(dry_run=dry_run, on_references=on_references, progress=progress)
+        cleanup = cast("Callable[..., CleanupResult]", self.backend.cleanup)  # the metastore's, with its keywords
+        result = cleanup(dry_run=dry_run, on_references=on_references, progress=progress)
         if on_references is not None and not dry_run:
             result.by_kind.update(counts)
         return result
+
+    def _reconcile_after_cleanup(self, report: CleanupResult) -> None:
+        """Reclaim the values of rows a server store removed without naming them (reconciliation, default grace)."""
+        if not callable(getattr(self.worker_backend, "iter_values", None)) or getattr(
+            self.worker_backend, "deletes_by_name", False
+        ):
+            return
+        try:
+            reconciled = self.reconcile()
+        except NotImplementedError:  # a worker backend that cannot list its values
+            return
+        report.by_kind["external_objects"] = reconciled.discarded
+        report.by_kind["external_failed"] = reconciled.failed
 
     def reconcile(
         self,
@@ -618,8 +645,8 @@ class _ScopedAccessor:
         self.store._delete(self.scope, key)  # the server-side backend validates the key first
 
     def keys(self) -> list[str]:
-        """The keys currently stored, sorted."""
-        return self.store.backend.keys(self.scope)
+        """The keys currently stored, sorted (a server store that cannot list raises ``StateStoreError``)."""
+        return sorted(self.store._lister("keys")(self.scope))
 
     async def aget(self, key: str, default: JsonValue = None) -> JsonValue:
         """Async twin of :meth:`get`."""
@@ -631,7 +658,7 @@ class _ScopedAccessor:
 
     async def akeys(self) -> list[str]:
         """Async twin of :meth:`keys`."""
-        return await self.store.backend.akeys(self.scope)
+        return sorted(await self.store._lister("akeys")(self.scope))
 
 
 class TaskStoreAccessor(_ScopedAccessor):

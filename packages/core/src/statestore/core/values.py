@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime, timezone
 from typing import Any, Final
 
 from statestore.core.scopes import check_text
@@ -102,6 +103,12 @@ def encode_value(value: Any) -> str:
     return text
 
 
+EARLIEST_EXPIRY = datetime(1970, 1, 1, 0, 0, 1, tzinfo=timezone.utc)
+"""The earliest ``expires_at`` a backend accepts: native expiry (Redis ``PXAT``) needs a positive Unix time."""
+LATEST_EXPIRY = datetime(9999, 1, 1, tzinfo=timezone.utc)
+"""The latest ``expires_at`` a backend accepts: room below ``datetime.max`` for margins added to it."""
+
+
 def check_value_text(text: str) -> None:
     """Refuse JSON text that no store can hold or that could not be read back (backends call it before writing).
 
@@ -130,3 +137,28 @@ def check_value_text(text: str) -> None:
 def decode_value(text: str) -> Any:
     """Parse stored JSON text back into a value."""
     return json.loads(text)
+
+
+def check_expires_at(expires_at: Any) -> datetime | None:
+    """``expires_at`` as an aware UTC datetime within the range every store can hold, or None (never)."""
+    if expires_at is None:
+        return None
+    if not isinstance(expires_at, datetime):
+        raise TypeError(f"expires_at must be an aware datetime or None, got {type(expires_at).__name__}")
+    if expires_at.tzinfo is None or expires_at.utcoffset() is None:
+        raise ValueError("expires_at must be timezone-aware (UTC); got a naive datetime")
+    if not EARLIEST_EXPIRY <= expires_at <= LATEST_EXPIRY:
+        raise ValueError(
+            f"expires_at must be between {EARLIEST_EXPIRY.isoformat()} (stores with native expiry take a positive "
+            f"Unix time; any past instant already means expired) and {LATEST_EXPIRY.isoformat()}, got "
+            f"{expires_at.isoformat()}"
+        )
+    return expires_at.astimezone(timezone.utc)
+
+
+def check_value(value: Any) -> str:
+    """``value`` if it is JSON text a store can hold (see :func:`check_value_text`); else TypeError/ValueError."""
+    if not isinstance(value, str):
+        raise TypeError(f"backend values are JSON text (str), got {type(value).__name__}; use StateStore for objects")
+    check_value_text(value)
+    return value

@@ -6,15 +6,16 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from statestore.core.base import BaseStoreBackend, CleanupResult, StoredEntry, is_expired
+from statestore.core.base import CleanupResult, StoredEntry, is_expired
 from statestore.core.config import Config
 from statestore.core.naming import identity_scope
+from statestore.core.primitive import PrimitiveStoreBackend
 from statestore.core.scopes import StoreScope, TaskScope
 
 __all__ = ["MemoryStoreBackend"]
 
 
-class MemoryStoreBackend(BaseStoreBackend):
+class MemoryStoreBackend(PrimitiveStoreBackend):
     """Keeps entries in a dict guarded by a lock; each instance has its own data."""
 
     name = "memory"

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from statestore.core.base import BaseStoreBackend, CleanupResult, StoredEntry, utcnow
+from statestore.core.base import CleanupResult, StoredEntry, utcnow
 from statestore.core.config import Config
 from statestore.core.errors import ConfigurationError, StorageError, ValueTooLargeError
 from statestore.core.metastore import migrate
@@ -50,6 +50,7 @@ from statestore.core.metastore.engines import (
 )
 from statestore.core.metastore.schema import REF_PREFIX, asset, asset_state, digest, row_hash, task_hash, task_state
 from statestore.core.naming import asset_identity, identity_scope
+from statestore.core.primitive import PrimitiveStoreBackend
 from statestore.core.scopes import AssetScope, StoreScope, TaskScope, to_scope
 
 __all__ = ["MetastoreStoreBackend"]
@@ -280,7 +281,7 @@ def _asset_key_params(scope: AssetScope, key: str) -> dict[str, Any]:
     return {**_asset_params(scope), "key_hash": digest(key), "key": key}
 
 
-class MetastoreStoreBackend(BaseStoreBackend):
+class MetastoreStoreBackend(PrimitiveStoreBackend):
     """Task and asset state in SQL tables through SQLAlchemy; see the module docstring.
 
     ``url`` overrides ``[state_store] sql_alchemy_conn`` (default: ``statestore.db`` in

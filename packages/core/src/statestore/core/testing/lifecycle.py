@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pytest
 
@@ -53,7 +53,7 @@ def _referenced(store: StateStore, scopes: Iterable[Any]) -> set[str]:
     """The references the rows of ``scopes`` hold."""
     found = set()
     for scope in scopes:
-        for key in store.backend.keys(scope):
+        for key in cast(Any, store.backend).keys(scope):
             text = store.backend.get(scope, key)
             value = None if text is None else json.loads(text)
             if isinstance(value, dict) and REF_MARKER in value:
