@@ -27,7 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,21 +60,24 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def services(request: pytest.FixtureRequest, clean_env: Path) -> dict[str, str]:
-    """The settings a package README's ``state-store`` commands assume: the test S3 server or GCS emulator."""
-    block: Block = request.node.callspec.params["block"]
-    package = block.readme.parent.name
-    if package == "backend-s3":
-        return {
-            "STATESTORE__STATESTORE_S3__BUCKET": request.getfixturevalue("bucket"),
-            "STATESTORE__STATESTORE_S3__ENDPOINT_URL": request.getfixturevalue("moto_endpoint"),
-        }
-    if package == "backend-gcs":
-        return {
-            "STORAGE_EMULATOR_HOST": request.getfixturevalue("gcs_emulator").url,
-            "STATESTORE__STATESTORE_GCS__BUCKET": request.getfixturevalue("gcs_bucket"),
-        }
-    return {}
+def services(request: pytest.FixtureRequest) -> Callable[[Block], dict[str, str]]:
+    """``services(block)``: the settings a package README's ``state-store`` commands assume (S3 or GCS emulator)."""
+
+    def settings_for(block: Block) -> dict[str, str]:
+        package = block.readme.parent.name
+        if package == "backend-s3":
+            return {
+                "STATESTORE__STATESTORE_S3__BUCKET": request.getfixturevalue("bucket"),
+                "STATESTORE__STATESTORE_S3__ENDPOINT_URL": request.getfixturevalue("moto_endpoint"),
+            }
+        if package == "backend-gcs":
+            return {
+                "STORAGE_EMULATOR_HOST": request.getfixturevalue("gcs_emulator").url,
+                "STATESTORE__STATESTORE_GCS__BUCKET": request.getfixturevalue("gcs_bucket"),
+            }
+        return {}
+
+    return settings_for
 
 
 def test_every_block_has_a_language_this_test_knows() -> None:
@@ -215,10 +218,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _check_paths(args: list[str]) -> None:
+    missing = [a for a in args if not a.startswith("-") and not (ROOT / a).exists()]
+    assert not missing, f"no such path {missing}"
+
+
+# The suite's own tools: checked here, not run (they are what runs this test).
+_CHECKED: dict[str, Callable[[list[str]], None]] = {"pip": _check_pip, "nox": _check_nox, "pytest": _check_paths}
+
+
 @pytest.mark.parametrize("block", _ids(blocks("sh")))
 def test_shell_block_runs(
     block: Block,
-    services: dict[str, str],
+    services: Callable[[Block], dict[str, str]],
     clean_env: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -232,41 +244,37 @@ def test_shell_block_runs(
     try:
         for words in _commands(text):
             env, (program, *args) = _split_env(words)
-            command = shlex.join([program, *args])
-            if program == "pip":
-                _check_pip(args)
-            elif program == "nox":
-                _check_nox(args)
-            elif program == "pytest":
-                missing = [a for a in args if not a.startswith("-") and not (ROOT / a).exists()]
-                assert not missing, f"{command}: no such path {missing}"
+            where = f"{block.id}: {shlex.join(words)}"
+            if program in _CHECKED:
+                _CHECKED[program](args)
             elif program == "state-store" and "--airflow" in args:
                 _parse_state_store(args)  # run by tests/airflow/test_airflow_readmes.py
             elif program == "state-store":
                 with monkeypatch.context() as patch:
-                    for name, value in {**services, **env}.items():
+                    for name, value in {**services(block), **env}.items():
                         patch.setenv(name, value)
                     status = main(args)
                 out, err = capsys.readouterr()
-                assert status == 0, f"{block.id}: {command} exited {status}:\n{out}{err}"
+                assert status == 0, f"{where} exited {status}:\n{out}{err}"
             elif program == "python" and args[:1] in (["-m"], ["-c"]):
-                result = subprocess.run(
-                    [sys.executable, *args],
-                    env={**os.environ, **env},
-                    capture_output=True,
-                    text=True,
-                    timeout=120,
-                    check=False,
-                )
-                started += [int(pid) for pid in re.findall(r"stop it with: kill (\d+)", result.stdout)]
-                assert result.returncode == 0, f"{block.id}: {command}:\n{result.stdout}{result.stderr}"
+                out = _python_command(args, env, where)
+                started += [int(pid) for pid in re.findall(r"stop it with: kill (\d+)", out)]
             elif program == "python":
-                assert (ROOT / args[0]).is_file(), f"{command}: no such script {args[0]}"
+                _check_paths(args[:1])  # a benchmark script: checked, not run
             else:
-                pytest.fail(f"{block.id}: no rule for {command!r}; teach this test, or mark the block skipped")
+                pytest.fail(f"{where}: no rule for {program!r}; teach this test, or mark the block skipped")
     finally:
-        for pid in started:
+        for pid in started:  # a server the block started in the background
             os.kill(pid, signal.SIGTERM)
+
+
+def _python_command(args: list[str], env: dict[str, str], where: str) -> str:
+    """Run ``python ARGS`` in a fresh interpreter with ``env`` added; return its stdout."""
+    result = subprocess.run(
+        [sys.executable, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, f"{where}:\n{result.stdout}{result.stderr}"
+    return result.stdout
 
 
 # -- the rest -------------------------------------------------------------------------------------------
