@@ -8,7 +8,11 @@ module supplies only GCS's storage primitives and settings:
   download whose ``x-goog-meta-*`` response headers carry the metadata, a delete;
 * listings of up to 1000 objects per page, which carry each object's metadata;
 * deletes in batch requests of up to 100 calls (the GCS limit), built in Google's documented
-  ``multipart/mixed`` format and sent through the client's authorised session;
+  ``multipart/mixed`` format;
+* only public APIs: google-cloud-storage's ``Client`` for uploads, deletes, listings and the bucket,
+  and, for the two requests whose response it does not expose (the download's ``x-goog-meta-*``
+  headers, per-call batch outcomes), google-auth's ``AuthorizedSession`` on the same credentials and
+  the JSON API's documented URLs;
 * the expiry is also written as the object's ``customTime``, so a bucket lifecycle rule
   ``daysSinceCustomTime`` reclaims expired objects without any client
   (:meth:`GCSStoreBackend.lifecycle_rule`, ``state-store gcs lifecycle``).
@@ -19,6 +23,8 @@ google-cloud-storage is synchronous; the async twins run these primitives in wor
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -26,14 +32,18 @@ import secrets
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+import google.auth
 import requests
 from google.api_core import exceptions as api_exceptions
 from google.api_core.retry import Retry
+from google.auth.credentials import AnonymousCredentials, Credentials
 from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError
+from google.auth.transport.requests import AuthorizedSession
 from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
@@ -47,12 +57,15 @@ __all__ = ["GCSStoreBackend"]
 
 _SECTION = "statestore_gcs"
 _OTEL_TRACES = "ENABLE_GCS_PYTHON_CLIENT_OTEL_TRACES"
+_NO_BUCKET_PROBE = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
+_EMULATOR_HOST = "STORAGE_EMULATOR_HOST"
 _LIST_PAGE_SIZE = 1000  # the most one objects.list request returns
 _META_HEADER = "x-goog-meta-"
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 _STATUS_LINE = re.compile(rb"^HTTP/\d(?:\.\d)? (\d{3})(.*)$", re.MULTILINE)
 _CONTENT_ID = re.compile(rb"^Content-ID:\s*<response-(\d+)>", re.MULTILINE | re.IGNORECASE)
+_MD5 = re.compile(r"(?:^|,)\s*md5=([A-Za-z0-9+/=]+)")
 _PERMISSIONS = {
     "read": "storage.objects.get",
     "write": "storage.objects.create and storage.objects.delete",
@@ -72,21 +85,14 @@ _SERVICE_ERRORS = (
 )
 
 
-class _MetadataBlob(storage.Blob):  # type: ignore[misc]  # google-cloud-storage ships no type hints
-    """A blob that keeps the ``x-goog-meta-*`` headers of its media download as its metadata.
+@dataclass(frozen=True)
+class _Connection:
+    """What one process uses to reach GCS: the client, the bucket handle, a session on the same credentials."""
 
-    google-cloud-storage hands the download response to ``_extract_headers_from_download`` but
-    keeps only the standard headers there; GCS also sends custom metadata, so keeping it saves
-    the second (metadata) request a plain ``download_as_bytes`` would need.
-    """
-
-    def _extract_headers_from_download(self, response: Any) -> None:
-        super()._extract_headers_from_download(response)
-        self._properties["metadata"] = {
-            header[len(_META_HEADER) :].lower(): value
-            for header, value in response.headers.items()
-            if header.lower().startswith(_META_HEADER)
-        }
+    client: storage.Client
+    bucket: storage.Bucket
+    session: AuthorizedSession
+    endpoint: str
 
 
 class GCSStoreBackend(ObjectStoreBackend):
@@ -128,9 +134,8 @@ class GCSStoreBackend(ObjectStoreBackend):
         self.retry_deadline = self._positive("retry_deadline", retry_deadline, 120.0)
         self.timeout = self._positive("timeout", timeout, 60.0)
         self._retry: Retry = DEFAULT_RETRY.with_timeout(self.retry_deadline)
-        self._client_lock = threading.Lock()
-        self._client: storage.Client | None = None
-        self._bucket_handle: storage.Bucket | None = None
+        self._connection_lock = threading.Lock()
+        self._connection: _Connection | None = None
 
     # -- settings ---------------------------------------------------------------------------------------
 
@@ -156,48 +161,61 @@ class GCSStoreBackend(ObjectStoreBackend):
     # -- the client --------------------------------------------------------------------------------------
 
     def _after_fork_in_child(self) -> None:
-        """Drop the parent's client (its HTTP session would share keep-alive sockets) and a lock a thread held."""
-        self._client_lock = threading.Lock()
-        self._client = None
-        self._bucket_handle = None
+        """Drop the parent's client and session (they would share keep-alive sockets) and a lock a thread held."""
+        self._connection_lock = threading.Lock()
+        self._connection = None
 
     @property
     def client(self) -> storage.Client:
         """The google-cloud-storage client, created on first use (so constructing never touches the network)."""
-        with self._client_lock:
-            if self._client is None:
-                self._client = self._make_client()
-                self._bucket_handle = self._client.bucket(self.bucket)
-            return self._client
+        return self._connected().client
 
     @property
     def _bucket(self) -> storage.Bucket:
-        if self._bucket_handle is None:
-            self.client  # noqa: B018 - creates the client and the bucket handle
-        assert self._bucket_handle is not None
-        return self._bucket_handle
+        return self._connected().bucket
 
-    def _make_client(self) -> storage.Client:
-        credentials = None
-        project = self.project
-        if self.credentials_file:
-            credentials = self._service_account_credentials(self.credentials_file)
-            project = project or credentials.project_id
+    def _connected(self) -> _Connection:
+        with self._connection_lock:
+            if self._connection is None:
+                self._connection = self._connect()
+            return self._connection
+
+    def _connect(self) -> _Connection:
+        """The client and, on the same credentials, the session for the requests the client cannot make."""
+        credentials, project = self._credentials()
         options = {"api_endpoint": self.endpoint} if self.endpoint else None
+        client = storage.Client(project=self.project or project, credentials=credentials, client_options=options)
+        if os.environ.get(_OTEL_TRACES, "").strip().lower() not in ("1", "true", "yes", "on"):
+            # google-cloud-storage >= 3.11 fetches the bucket's metadata (GET bucket, which needs
+            # storage.buckets.get) in a background thread only to label OpenTelemetry spans, even
+            # with tracing off. It has no per-client switch; this process-wide variable is the opt-out
+            # its maintainers point to (googleapis/google-cloud-python#18203). With tracing off no
+            # client in the process uses that metadata, and an explicit setting is left alone.
+            os.environ.setdefault(_NO_BUCKET_PROBE, "true")
+        session = AuthorizedSession(credentials, refresh_timeout=self.timeout)  # type: ignore[no-untyped-call]
+        session.configure_mtls_channel()  # type: ignore[no-untyped-call]  # as the client does for its own
+        return _Connection(client, client.bucket(self.bucket), session, client.api_endpoint)
+
+    def _credentials(self) -> tuple[Credentials, str | None]:
+        """The credentials (and their project) the client and the session share, chosen as the client would.
+
+        A ``credentials_file`` wins; else ``STORAGE_EMULATOR_HOST`` means anonymous access; else
+        Application Default Credentials.
+        """
+        if self.credentials_file:
+            key = self._service_account_credentials(self.credentials_file)
+            return key, key.project_id
+        if os.environ.get(_EMULATOR_HOST):
+            return AnonymousCredentials(), None  # type: ignore[no-untyped-call]
         try:
-            client = storage.Client(project=project, credentials=credentials, client_options=options)
+            credentials, project = google.auth.default(scopes=storage.Client.SCOPE)  # type: ignore[no-untyped-call]
         except DefaultCredentialsError as exc:
             raise ConfigurationError(
                 "GCSStoreBackend found no Google credentials. Use Application Default Credentials "
                 "(GOOGLE_APPLICATION_CREDENTIALS, `gcloud auth application-default login`, or the "
                 f"metadata server on Google Cloud), or set [{_SECTION}] credentials_file. Cause: {exc}"
             ) from exc
-        if os.environ.get(_OTEL_TRACES, "").strip().lower() not in ("1", "true", "yes", "on"):
-            # google-cloud-storage >= 3.17 fetches the bucket's metadata (GET bucket, which needs
-            # storage.buckets.get) in a background thread only to label OpenTelemetry spans; with
-            # tracing off that is a wasted request, so the client's cache of it is switched off.
-            client._bucket_metadata_cache = None
-        return client
+        return credentials, project
 
     @staticmethod
     def _service_account_credentials(path: str) -> service_account.Credentials:
@@ -252,13 +270,34 @@ class GCSStoreBackend(ObjectStoreBackend):
             )
 
     def _get_object(self, name: str) -> StoredObject | None:
-        blob = _MetadataBlob(name, self._bucket)
-        with self._calling("read", name):
-            try:
-                data = blob.download_as_bytes(raw_download=True, retry=self._retry, timeout=self.timeout)
-            except api_exceptions.NotFound:
+        """One media download; its ``x-goog-meta-*`` headers are the metadata, its ``X-Goog-Hash`` is checked."""
+        connection = self._connected()
+        url = f"{connection.endpoint}/download/storage/v1/b/{quote(self.bucket, safe='')}/o/{quote(name, safe='')}"
+
+        def download() -> requests.Response | None:
+            response = connection.session.get(url, params={"alt": "media"}, timeout=self.timeout)
+            if response.status_code == 404:
                 return None
-        return StoredObject(data, blob.metadata or {})
+            if response.status_code >= 300:
+                raise api_exceptions.from_http_response(response)  # type: ignore[no-untyped-call]
+            return response
+
+        with self._calling("read", name):
+            response = self._retry(download)()
+        if response is None:
+            return None
+        if not _digest_matches(response):
+            raise StorageError(
+                f"GCS could not read gs://{self.bucket}/{name}: the bytes received do not match the object's "
+                f"MD5 (X-Goog-Hash: {response.headers.get('X-Goog-Hash')}), so nothing is returned. Read it "
+                "again; if this persists, the stored object is damaged and deleting the key removes it"
+            )
+        metadata = {
+            header[len(_META_HEADER) :].lower(): value
+            for header, value in response.headers.items()
+            if header.lower().startswith(_META_HEADER)
+        }
+        return StoredObject(response.content, metadata)
 
     def _delete_object(self, name: str) -> None:
         with self._calling("delete", name), suppress(api_exceptions.NotFound):
@@ -326,10 +365,9 @@ class GCSStoreBackend(ObjectStoreBackend):
             )
             + f"--{boundary}--\r\n"
         )
-        client = self.client
-        response = client._http.request(
-            "POST",
-            f"{client.api_endpoint}/batch/storage/v1",
+        connection = self._connected()
+        response = connection.session.post(
+            f"{connection.endpoint}/batch/storage/v1",
             data=body.encode("utf-8"),
             headers={"Content-Type": f"multipart/mixed; boundary={boundary}"},
             timeout=self.timeout,
@@ -379,6 +417,22 @@ class GCSStoreBackend(ObjectStoreBackend):
             and "daysSinceCustomTime" in condition
             and condition.get("matchesPrefix") == self.lifecycle_rule()["condition"].get("matchesPrefix")
         )
+
+
+def _digest_matches(response: requests.Response) -> bool:
+    """Whether the body matches the MD5 GCS sent for it (True when it sent none, as for composite objects).
+
+    Only bytes served as stored are checked: the hash describes the stored bytes, which a body decoded
+    from, or transcoded to, another content encoding is not. statestore writes no content encoding.
+    """
+    digest = _MD5.search(response.headers.get("X-Goog-Hash", ""))
+    served_as_stored = (
+        "Content-Encoding" not in response.headers
+        and response.headers.get("X-Goog-Stored-Content-Encoding", "identity") == "identity"
+    )
+    if digest is None or not served_as_stored:
+        return True
+    return base64.b64decode(digest.group(1)) == hashlib.md5(response.content, usedforsecurity=False).digest()
 
 
 def _batch_outcomes(response: requests.Response, expected: int) -> list[tuple[int, str]]:

@@ -9,7 +9,7 @@
   lifecycle tests.
 * :class:`CountingProxy` forwards to an emulator and records every request as the wire saw it
   (retries included); it can answer the next N matching requests with an error status, which
-  is how tests inject 503 bursts without touching the client.
+  is how tests inject 503 bursts without touching the client, or damage their response bodies.
 
 The ``STATESTORE_TEST_GCS_URL`` environment variable names an already running emulator (e.g. the
 ``fsouza/fake-gcs-server`` container) to use instead of starting fake-gcs-server.
@@ -192,7 +192,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 @dataclass
 class _Fault:
-    status: int
+    status: int  # 0: forward the request and damage the response body instead
     remaining: int
     matches: Callable[[str, str], bool]
 
@@ -235,6 +235,10 @@ class CountingProxy:
                     lambda m, p: (method is None or m == method) and (path_contains is None or path_contains in p),
                 )
             )
+
+    def corrupt(self, times: int, *, path_contains: str) -> None:
+        """Flip a bit in the last byte of the responses to the next ``times`` requests matching ``path_contains``."""
+        self.fail(times, status=0, path_contains=path_contains)
 
     def close(self) -> None:
         """Stop serving."""
@@ -291,13 +295,15 @@ class CountingProxy:
                 body = self.rfile.read(length) if length else b""
                 with proxy._lock:
                     proxy._requests.append(RecordedRequest(self.command, self.path, body))
-                status = proxy._injected(self.command, self.path)
-                if status is not None:
-                    payload = b'{"error": {"code": %d, "message": "injected by CountingProxy"}}' % status
-                    self._reply(status, [("Content-Type", "application/json")], payload)
+                injected = proxy._injected(self.command, self.path)
+                if injected:
+                    payload = b'{"error": {"code": %d, "message": "injected by CountingProxy"}}' % injected
+                    self._reply(injected, [("Content-Type", "application/json")], payload)
                     return
                 headers = [(k, v) for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP | {"host"}]
                 status, reply_headers, data = proxy._forward(self.command, self.path, headers, body)
+                if injected == 0 and data:
+                    data = data[:-1] + bytes([data[-1] ^ 1])
                 self._reply(status, [(k, v) for k, v in reply_headers if k.lower() not in _HOP_BY_HOP], data)
 
             def _reply(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
