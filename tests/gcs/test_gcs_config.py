@@ -64,11 +64,10 @@ def test_long_dotted_bucket_names_are_accepted() -> None:
     assert GCSStoreBackend(name, config=Config.from_dict({})).bucket == name
 
 
-def test_credentials_file_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+def _service_account_key(path: Path) -> str:
+    """Write a service-account key for project ``project-from-file`` to ``path``; return its private key (PEM)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    path = tmp_path / "sa.json"
     path.write_text(
         json.dumps(
             {
@@ -82,9 +81,26 @@ def test_credentials_file_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             }
         )
     )
+    return pem.decode()
+
+
+def test_credentials_file_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    path = tmp_path / "sa.json"
+    pem = _service_account_key(path)
     backend = GCSStoreBackend("bkt", config=Config.from_dict({SECTION: {"credentials_file": str(path)}}))
     assert backend.client.project == "project-from-file"  # no request made: tokens are fetched on first use
-    assert pem.decode()[40:80] not in repr(backend)
+    assert pem[40:80] not in repr(backend)
+
+
+def test_application_default_credentials_are_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "adc.json"))
+    backend = GCSStoreBackend("bkt", config=Config.from_dict({}))
+    with pytest.raises(ConfigurationError, match=r"no Google credentials\. .* credentials_file\. Cause: .*adc\.json"):
+        backend.client  # noqa: B018 - connects
+    _service_account_key(tmp_path / "adc.json")
+    assert backend.client.project == "project-from-file"
 
 
 @pytest.mark.parametrize(
