@@ -8,8 +8,10 @@ from statestore.core.backends.memory import MemoryStoreBackend
 from statestore.core.config import Config
 from statestore.core.testing import BackendSuite
 
+from ..raw_storage import PrimitiveRawStorage
 
-class TestMemoryBackend(BackendSuite):
+
+class TestMemoryBackend(PrimitiveRawStorage, BackendSuite):
     @pytest.fixture
     def backend(self) -> MemoryStoreBackend:
         return MemoryStoreBackend(config=Config.from_dict({}))

@@ -10,14 +10,16 @@ from statestore.core import Config
 from statestore.core.backends.local import LocalStoreBackend
 from statestore.core.testing import BackendSuite
 
+from ..raw_storage import PrimitiveRawStorage
 
-class TestLocalConformance(BackendSuite):
+
+class TestLocalConformance(PrimitiveRawStorage, BackendSuite):
     @pytest.fixture
     def backend(self, tmp_path: Path) -> LocalStoreBackend:
         return LocalStoreBackend(tmp_path / "objects", config=Config.from_dict({}))
 
 
-class TestLocalGzipPrefixConformance(BackendSuite):
+class TestLocalGzipPrefixConformance(PrimitiveRawStorage, BackendSuite):
     @pytest.fixture
     def backend(self, tmp_path: Path) -> LocalStoreBackend:
         return LocalStoreBackend(tmp_path, prefix="team/state", compression="gzip", config=Config.from_dict({}))

@@ -11,8 +11,10 @@ from statestore.core import Config
 from statestore.core.metastore import MetastoreStoreBackend
 from statestore.core.testing import BackendSuite
 
+from ..raw_storage import PrimitiveRawStorage
 
-class TestMetastoreConformance(BackendSuite):
+
+class TestMetastoreConformance(PrimitiveRawStorage, BackendSuite):
     @pytest.fixture
     def backend(self, metastore_url: sa.URL) -> Iterator[MetastoreStoreBackend]:
         backend = MetastoreStoreBackend(metastore_url, config=Config.from_dict({}))

@@ -9,10 +9,11 @@ import pytest
 from statestore.core.testing import BackendSuite
 from statestore.gcs import GCSStoreBackend
 
+from ..raw_storage import PrimitiveRawStorage
 from .conftest import MakeBackend
 
 
-class TestGCSBackend(BackendSuite):
+class TestGCSBackend(PrimitiveRawStorage, BackendSuite):
     """Every capability is supported: listing, cleanup, references and async."""
 
     @pytest.fixture
@@ -20,7 +21,7 @@ class TestGCSBackend(BackendSuite):
         return make_backend()
 
 
-class TestGCSBackendGzip(BackendSuite):
+class TestGCSBackendGzip(PrimitiveRawStorage, BackendSuite):
     """The same suite with gzip compression and a prefix of several segments."""
 
     @pytest.fixture

@@ -18,8 +18,10 @@ from statestore.core.testing import BackendSuite
 from statestore.redis import RedisStoreBackend
 from statestore.redis.testing import LocalCluster, LocalServer, wait_for
 
+from ..raw_storage import PrimitiveRawStorage
 
-class TestRedisClusterConformance(BackendSuite):
+
+class TestRedisClusterConformance(PrimitiveRawStorage, BackendSuite):
     @pytest.fixture
     def backend(self, make_cluster_backend: Callable[..., RedisStoreBackend]) -> RedisStoreBackend:
         return make_cluster_backend()

@@ -9,8 +9,10 @@ import pytest
 from statestore.core.testing import BackendSuite
 from statestore.redis import RedisStoreBackend
 
+from ..raw_storage import PrimitiveRawStorage
 
-class TestRedisConformance(BackendSuite):
+
+class TestRedisConformance(PrimitiveRawStorage, BackendSuite):
     @pytest.fixture
     def backend(self, make_backend: Callable[..., RedisStoreBackend]) -> RedisStoreBackend:
         return make_backend()

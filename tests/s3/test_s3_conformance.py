@@ -9,14 +9,16 @@ import pytest
 
 from statestore.core.testing import BackendSuite
 
+from ..raw_storage import PrimitiveRawStorage
 
-class TestS3Conformance(BackendSuite):
+
+class TestS3Conformance(PrimitiveRawStorage, BackendSuite):
     @pytest.fixture
     def backend(self, make_backend: Callable[..., Any]) -> Any:
         return make_backend()
 
 
-class TestS3GzipNoPrefixConformance(BackendSuite):
+class TestS3GzipNoPrefixConformance(PrimitiveRawStorage, BackendSuite):
     """Compression on, and no prefix at all (objects at the bucket root of a bucket of its own)."""
 
     @pytest.fixture
