@@ -13,7 +13,6 @@ from typing import Any, Final
 
 import pytest
 
-from statestore.core.base import EARLIEST_EXPIRY, LATEST_EXPIRY
 from statestore.core.scopes import MAX_ASSET_ID, MAX_MAP_INDEX, AssetScope, StoreScope, TaskScope
 from statestore.core.testing.harness import (
     UNSTORABLE,
@@ -25,7 +24,7 @@ from statestore.core.testing.harness import (
     twins,
     where,
 )
-from statestore.core.values import MAX_DEPTH
+from statestore.core.values import EARLIEST_EXPIRY, LATEST_EXPIRY, MAX_DEPTH
 
 __all__ = ["EdgeInputSuite"]
 
