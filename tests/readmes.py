@@ -38,7 +38,8 @@ class Block:
         return f"{self.readme.relative_to(ROOT)}:{self.line}"
 
 
-def _blocks_of(readme: Path) -> list[Block]:
+def blocks_of(readme: Path) -> list[Block]:
+    """The fenced blocks of one Markdown file (fences may be indented, as inside a list item)."""
     lines = readme.read_text(encoding="utf-8").splitlines()
     found: list[Block] = []
     index = 0
@@ -62,7 +63,7 @@ def _blocks_of(readme: Path) -> list[Block]:
 
 def blocks(*languages: str) -> list[Block]:
     """Every block of every README (of these languages, if given), in reading order."""
-    every = [block for readme in READMES for block in _blocks_of(readme)]
+    every = [block for readme in READMES for block in blocks_of(readme)]
     return [block for block in every if not languages or block.language in languages]
 
 

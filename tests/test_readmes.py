@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from packaging.requirements import Requirement
 from statestore.core.cli import build_parser, main
 
 from .gcs.conftest import gcs_bucket, gcs_emulator  # noqa: F401 - fixtures, used by name
-from .readmes import ROOT, Block, as_ini, blocks, inline_comments, settings
+from .readmes import ROOT, Block, as_ini, blocks, blocks_of, inline_comments, settings
 from .s3.conftest import aws_environment, bucket, moto_endpoint, s3_client  # noqa: F401 - fixtures, used by name
 
 LANGUAGES = {"python", "ini", "dotenv", "sh", "text", "json", "toml", "crontab"}
@@ -50,11 +51,17 @@ def _ids(selected: list[Block]) -> list[Any]:
 
 @pytest.fixture
 def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh STATESTORE_HOME and working directory; no STATESTORE__/AIRFLOW__ variables; returns the directory."""
+    """A fresh STATESTORE_HOME, working and temporary directory; no STATESTORE__/AIRFLOW__ variables.
+
+    Returns the directory. What blocks leave in the temporary directory (``state-store demo`` keeps its
+    run for inspection) goes with pytest's own.
+    """
     for variable in list(os.environ):
         if variable.startswith(("STATESTORE", "AIRFLOW")):
             monkeypatch.delenv(variable)
     monkeypatch.setenv("STATESTORE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -84,6 +91,21 @@ def test_every_block_has_a_language_this_test_knows() -> None:
     unknown = [f"{b.id}: ```{b.language}" for b in blocks() if b.language not in LANGUAGES]
     # text is for layouts and synopses; anything a reader would run or paste has its language, so it is tested
     assert not unknown, f"tag each block with one of {sorted(LANGUAGES)} (or teach this test the new one): {unknown}"
+
+
+def test_blocks_are_found_with_their_language_indent_and_skip_reason(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "text\n```ini\n[a]\nb = 1\n```\n* item:\n  ```sh\n  echo hi\n  ```\n"
+        "<!-- readme-test: skip needs a real bucket -->\n````\n```\n````\n",
+        encoding="utf-8",
+    )
+    found = [(b.line, b.language, b.text, b.skip) for b in blocks_of(readme)]
+    assert found == [
+        (2, "ini", "[a]\nb = 1\n", None),
+        (7, "sh", "echo hi\n", None),
+        (11, "", "```\n", "needs a real bucket"),
+    ]
 
 
 # -- python ---------------------------------------------------------------------------------------------
