@@ -94,14 +94,18 @@ def test_server_resolver_accepts_our_class(airflow_env: dict[str, str], class_pa
 
 
 def test_server_resolver_when_statestore_was_imported_first(airflow_env: dict[str, str]) -> None:
-    """A process that imported statestore before Airflow (a DAG file, a plugin) still passes the check."""
-    airflow_env["AIRFLOW__STATE_STORE__BACKEND"] = MEMORY
+    """A process that imported statestore before Airflow still passes the check, by the exported class path.
+
+    Airflow's ``import_string`` looks the class up on ``statestore.core`` (a lazy export), which
+    registers statestore's base with Airflow's ABCs (``statestore.core.airflow_compat``).
+    """
+    airflow_env["AIRFLOW__STATE_STORE__BACKEND"] = "statestore.core.MemoryStoreBackend"
     out = run_in_airflow(
         airflow_env,
         """
         import json, sys
-        from statestore.core.backends.memory import MemoryStoreBackend
-        assert "airflow.state" not in sys.modules
+        from statestore.core import MemoryStoreBackend
+        assert "airflow" not in sys.modules
         import airflow.state
         from airflow.sdk.state import BaseStoreBackend as SdkBase
         print(json.dumps([

@@ -24,27 +24,38 @@ def build_backend(spec: Any, config: Any) -> BaseStoreBackend:
     """A backend for ``StateStore`` from an instance, a class, a plugin name or a class path.
 
     A statestore backend class gets ``config=`` when its constructor takes it (else it is built
-    with no arguments, as Airflow builds it, and given the configuration after); any other class
-    is built with no arguments and wrapped in :class:`ForeignBackend`.
+    with no arguments, as Airflow builds it, and given the configuration after). Any other class,
+    and a statestore backend that overrides Airflow's reference hooks but not ``store_value``, is
+    wrapped in :class:`ForeignBackend`, so ``StateStore`` drives it exactly as Airflow does.
     """
     from statestore.core.plugins import load_backend
 
-    if isinstance(spec, BaseStoreBackend):
-        return spec
     if isinstance(spec, (str, type)):
         backend_class = load_backend(spec)
         if not issubclass(backend_class, BaseStoreBackend):
-            return ForeignBackend(backend_class(), config=config)
-        if "config" in inspect.signature(backend_class).parameters:
-            return backend_class(config=config)
-        backend = backend_class()
-        backend.config = config
-        return backend
+            spec = backend_class()
+        elif "config" in inspect.signature(backend_class).parameters:
+            spec = backend_class(config=config)
+        else:
+            spec = backend_class()
+            spec.config = config
+    if isinstance(spec, BaseStoreBackend) and not _uses_own_hooks(type(spec)):
+        return spec
     if isinstance(spec, StoreBackend):
         return ForeignBackend(spec, config=config)
     raise TypeError(
         f"a backend is an instance or class with Airflow's eight methods (get, set, delete, clear, aget, aset, "
         f"adelete, aclear), a plugin name or a class path; got {type(spec).__name__}"
+    )
+
+
+def _uses_own_hooks(cls: type[BaseStoreBackend]) -> bool:
+    """Whether a statestore backend class writes worker-side values through Airflow's hooks it overrides."""
+    if cls.store_value is not BaseStoreBackend.store_value:
+        return False
+    return any(
+        getattr(cls, hook) is not getattr(BaseStoreBackend, hook)
+        for hook in ("serialize_task_state_store_to_ref", "serialize_asset_state_store_to_ref")
     )
 
 
