@@ -101,7 +101,8 @@ def test_an_incomplete_backend_is_refused_by_airflows_resolver(
     airflow_env["PYTHONPATH"] = str(tmp_path)
     airflow_env["AIRFLOW__STATE_STORE__BACKEND"] = f"{module}.Incomplete"
     out = run_in_airflow(airflow_env, RESOLVE)
-    assert out.startswith("Can't instantiate abstract class Incomplete") and "aclear" in out, out
+    assert out.startswith("Can't instantiate abstract class Incomplete"), out
+    assert "aclear" in out, out
 
 
 FILE_BACKENDS = '''

@@ -90,7 +90,7 @@ def _reconcile(env: dict[str, str]) -> dict[str, Any]:
 
 
 def test_dags_test_values_have_no_expiry_and_reconcile_follows_db_clean(
-    airflow_env: dict[str, str],  # noqa: F811 - pytest fixture
+    airflow_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
     env = _airflow(airflow_env, tmp_path)
@@ -144,7 +144,7 @@ def test_dags_test_values_have_no_expiry_and_reconcile_follows_db_clean(
 
 
 def test_one_location_for_both_roles_in_airflow_cfg(
-    airflow_env: dict[str, str],  # noqa: F811 - pytest fixture
+    airflow_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
     """``[state_store] backend`` and ``[workers] state_store_backend`` both LocalStoreBackend on one path: it works.
@@ -162,7 +162,7 @@ def test_one_location_for_both_roles_in_airflow_cfg(
 
 
 def test_metastore_for_both_roles_fails_at_the_first_write(
-    airflow_env: dict[str, str],  # noqa: F811 - pytest fixture
+    airflow_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
     """statestore's metastore named for both roles (one database): the task's first set fails with one clear line."""

@@ -143,7 +143,7 @@ def test_an_incomplete_subclass_is_refused_on_instantiation_and_by_load_backend(
     class Incomplete(Skeleton):
         aclear = BaseStoreBackend.aclear  # left abstract
 
-    with pytest.raises(TypeError, match="abstract method 'aclear'|abstract methods? aclear"):
+    with pytest.raises(TypeError, match=r"abstract method 'aclear'|abstract methods? aclear"):
         Incomplete()
     with pytest.raises(TypeError, match=r"which leaves abstract: aclear; implement them"):
         load_backend(Incomplete)
@@ -171,7 +171,7 @@ def test_third_party_backend_as_the_server_store(config: Config, backend_class: 
     ts.clear()
     assert ts.get("a") is None
     assert asyncio.run(_async_roundtrip(store)) == [2, None]
-    with pytest.raises(StateStoreError, match="cannot list keys .* read keys by name instead"):
+    with pytest.raises(StateStoreError, match=r"cannot list keys .* read keys by name instead"):
         ts.keys()
 
 
@@ -209,7 +209,7 @@ def test_cleanup_of_a_store_that_reports_nothing(config: Config) -> None:
     store = StateStore(backend=server, config=config)
     assert store.cleanup() == CleanupResult()
     assert server.cleaned == 1
-    with pytest.raises(StateStoreError, match="cannot count what clean would remove .* without --dry-run"):
+    with pytest.raises(StateStoreError, match=r"cannot count what clean would remove .* without --dry-run"):
         store.cleanup(dry_run=True)
 
 
