@@ -167,8 +167,11 @@ class BaseStoreBackend(ABC):
     reference_scheme: ClassVar[str] = ""
 
     def __init__(self, *, config: Config | None = None) -> None:
-        if config is not None:
-            self.config = config
+        if config is None:  # read now, so a bad setting fails where the backend is built
+            from statestore.core.config import load_config
+
+            config = load_config()
+        self.config = config
         _LIVE_BACKENDS.add(self)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
