@@ -32,20 +32,19 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from statestore.core.base import (
-    REFERENCE_EXPIRY_MARGIN,
     CleanupResult,
-    ReferenceNotFoundError,
     StoredEntry,
     StoredValue,
-    is_expired,
+    live_value,
     utcnow,
+    version_expiry,
 )
 from statestore.core.config import Config, mask_secret
 from statestore.core.errors import ConfigurationError, InvalidReferenceError, StateStoreError, StorageError
 from statestore.core.naming import VERSION_LENGTH, decode_segment, new_version, validate_key, version_written_at
 from statestore.core.primitive import PrimitiveStoreBackend
 from statestore.core.scopes import StoreScope, TaskScope, to_scope
-from statestore.core.values import check_expires_at, check_value
+from statestore.core.values import check_value
 from statestore.redis.layout import KeyLayout
 from statestore.redis.scripts import CLEAR_CHUNK, DELETE, PRUNE_CHUNK, SET
 
@@ -584,8 +583,7 @@ class RedisStoreBackend(PrimitiveStoreBackend):
 
     def _new_version(self, scope: StoreScope, key: str, value_json: str, expires_at: datetime | None) -> list[str]:
         """Name and stored string of a new version; its expiry is the row's plus the margin (None: never)."""
-        row_expiry = check_expires_at(expires_at)
-        expiry = None if row_expiry is None else row_expiry + REFERENCE_EXPIRY_MARGIN
+        expiry = version_expiry(expires_at)
         name = self.layout.version_key(to_scope(scope), validate_key(key), new_version())
         return [name, f"{_expiry_ms(expiry)}:{check_value(value_json)}"]
 
@@ -658,10 +656,7 @@ class RedisStoreBackend(PrimitiveStoreBackend):
 
     @staticmethod
     def _loaded(reference: str, raw: Any) -> str:
-        entry = _entry(raw)
-        if entry is None or is_expired(entry.expires_at):
-            raise ReferenceNotFoundError(f"the value behind {reference!r} no longer exists (expired or deleted)")
-        return entry.value
+        return live_value(reference, _entry(raw))
 
     def load_value(self, reference: str, *, scope: StoreScope | None = None, key: str | None = None) -> str:
         """Read the value behind a reference with one ``GET`` (checked against ``scope``/``key`` when given)."""

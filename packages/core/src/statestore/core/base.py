@@ -40,7 +40,7 @@ from statestore.core import airflow_compat
 from statestore.core.errors import InvalidReferenceError, StateStoreError
 from statestore.core.naming import encode_segment, parse_path, scope_path, validate_key
 from statestore.core.scopes import AssetScope, StoreScope, TaskScope, to_scope
-from statestore.core.values import EARLIEST_EXPIRY, LATEST_EXPIRY, decode_value, encode_value
+from statestore.core.values import EARLIEST_EXPIRY, LATEST_EXPIRY, check_expires_at, decode_value, encode_value
 
 if TYPE_CHECKING:
     from statestore.core.config import Config
@@ -58,7 +58,9 @@ __all__ = [
     "StoredEntry",
     "StoredValue",
     "is_expired",
+    "live_value",
     "utcnow",
+    "version_expiry",
 ]
 
 JsonValue = Any
@@ -526,9 +528,23 @@ os.register_at_fork(after_in_child=_reset_backends_in_child)
 
 def _found(reference: str, value: str | None) -> str:
     """``value`` read through ``reference``, or ``ReferenceNotFoundError`` when it is gone."""
-    if value is None:
+    return live_value(reference, None if value is None else StoredEntry(value))
+
+
+def live_value(reference: str, entry: StoredEntry | None) -> str:
+    """The text of ``entry``, read through ``reference``; ``ReferenceNotFoundError`` when it is missing or expired."""
+    if entry is None or is_expired(entry.expires_at):
         raise ReferenceNotFoundError(f"the value behind {reference!r} no longer exists (expired or deleted)")
-    return value
+    return entry.value
+
+
+def version_expiry(expires_at: Any) -> datetime | None:
+    """The expiry a new write-once version records: its row's (checked) plus :data:`REFERENCE_EXPIRY_MARGIN`.
+
+    None (never) stays None: a value whose row never expires never expires either.
+    """
+    row_expiry = check_expires_at(expires_at)
+    return None if row_expiry is None else row_expiry + REFERENCE_EXPIRY_MARGIN
 
 
 def legacy_ti_id(scope: StoreScope) -> uuid.UUID:

@@ -86,13 +86,14 @@ from functools import partial
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from statestore.core.base import (
-    REFERENCE_EXPIRY_MARGIN,
     CleanupResult,
     ReferenceNotFoundError,
     StoredEntry,
     StoredValue,
     is_expired,
+    live_value,
     utcnow,
+    version_expiry,
 )
 from statestore.core.config import Config
 from statestore.core.errors import ConfigurationError, InvalidReferenceError, StateStoreError, StorageError
@@ -110,7 +111,7 @@ from statestore.core.naming import (
 )
 from statestore.core.primitive import PrimitiveStoreBackend
 from statestore.core.scopes import StoreScope, TaskScope, to_scope
-from statestore.core.values import check_expires_at, check_value
+from statestore.core.values import check_value
 
 __all__ = [
     "COMPRESSIONS",
@@ -631,8 +632,7 @@ class ObjectStoreBackend(PrimitiveStoreBackend):
         self, scope: StoreScope, key: str, value_json: str, expires_at: datetime | None
     ) -> tuple[str, bytes, dict[str, str], datetime | None]:
         """Name, body, metadata and expiry (the row's plus the margin) of a new version of ``(scope, key)``."""
-        row_expiry = check_expires_at(expires_at)
-        expiry = None if row_expiry is None else row_expiry + REFERENCE_EXPIRY_MARGIN
+        expiry = version_expiry(expires_at)
         name, long_name = self._value_name(identity_scope(to_scope(scope)), validate_key(key), new_version())
         data, metadata = self._encode(long_name, check_value(value_json), expiry)
         return name, data, metadata, expiry
@@ -698,10 +698,7 @@ class ObjectStoreBackend(PrimitiveStoreBackend):
         return self._loaded(reference, name, await self._aget_object(name))
 
     def _loaded(self, reference: str, name: str, obj: StoredObject | None) -> str:
-        entry = None if obj is None else self._decode(name, obj)[1]
-        if entry is None or is_expired(entry.expires_at):
-            raise ReferenceNotFoundError(f"the value behind {reference!r} no longer exists (expired or deleted)")
-        return entry.value
+        return live_value(reference, None if obj is None else self._decode(name, obj)[1])
 
     def resolve_reference(self, reference: str) -> tuple[StoreScope, str]:
         """The ``(scope, key)`` a reference names; reads the object only when its name was shortened."""
