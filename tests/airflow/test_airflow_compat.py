@@ -61,6 +61,20 @@ def run_in_airflow(env: dict[str, str], script: str) -> Any:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def run_airflow_commands(env: dict[str, str], *commands: list[str]) -> None:
+    """Run ``airflow <command>`` for each command in turn; each must succeed (its output tail is the failure)."""
+    for command in commands:
+        result = subprocess.run(
+            [sys.executable, "-m", "airflow", *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert result.returncode == 0, f"airflow {' '.join(command)}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+
+
 @pytest.mark.parametrize("class_path", [MEMORY, LOCAL, METASTORE])
 def test_server_resolver_accepts_our_class(airflow_env: dict[str, str], class_path: str) -> None:
     """``airflow.state.resolve_state_backend`` imports the class itself and passes its issubclass check."""
@@ -344,18 +358,7 @@ def test_redis_cluster_in_both_roles_in_a_real_dag_run(airflow_env: dict[str, st
                 "STATESTORE_DAG_OUT": str(tmp_path / "out.json"),
             }
         )
-        for command in (["db", "migrate"], ["dags", "test", "statestore_redis_cluster"]):
-            result = subprocess.run(
-                [sys.executable, "-m", "airflow", *command],
-                env=airflow_env,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
-            assert result.returncode == 0, (
-                f"airflow {' '.join(command)}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-            )
+        run_airflow_commands(airflow_env, ["db", "migrate"], ["dags", "test", "statestore_redis_cluster"])
         assert json.loads((tmp_path / "out.json").read_text()) == {"job": {"id": "j-2"}, "forever": 1}
         with RedisCluster.from_url(cluster.url, decode_responses=True) as client:
             names = list(client.scan_iter(match=f"{prefix}*"))

@@ -13,14 +13,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-from .test_airflow_compat import airflow_env, run_in_airflow  # noqa: F401 - the fixture is used by name
+from .test_airflow_compat import airflow_env, run_airflow_commands, run_in_airflow  # noqa: F401 - the fixture is used by name
 
 pytestmark = pytest.mark.airflow
 
@@ -241,16 +239,7 @@ def test_third_party_backends_in_both_roles_in_a_real_dag_run(
             "STATESTORE_DAG_OUT": str(tmp_path / "out.json"),
         }
     )
-    for command in (["db", "migrate"], ["dags", "test", "statestore_contract"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "airflow", *command],
-            env=airflow_env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        assert result.returncode == 0, f"airflow {' '.join(command)}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    run_airflow_commands(airflow_env, ["db", "migrate"], ["dags", "test", "statestore_contract"])
     assert json.loads((tmp_path / "out.json").read_text()) == {"job": {"id": "j-2"}, "gone": None, "watermark": 42}
     rows = sorted(p.relative_to(root / "rows").as_posix() for p in (root / "rows").rglob("*") if p.is_file())
     assert [row.rpartition("/")[2] for row in rows] == ["watermark", "job"], rows  # asset/…, task/…
