@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from statestore.core import plugins
+from statestore.core import Config, ConfigurationError, plugins
 from statestore.core.backends.memory import MemoryStoreBackend
 from statestore.core.cli import main
+from statestore.core.config import unknown_settings
 from statestore.core.errors import (
     BackendImportError,
     BackendNotFoundError,
@@ -235,8 +236,12 @@ def test_hook_that_raises(make_dist: MakeDist) -> None:
             "from statestore.core.plugins import hookimpl\n@hookimpl\ndef statestore_backend():\n    return []\n",
             "unknown hook",
         ),
+        (
+            HOOKS.format(specs=spec("named", settings="('bucket', 'prefix')")),
+            "TypeError: BackendSpec 'named': settings must be a tuple of statestore.core.settings.SettingSpec",
+        ),
     ],
-    ids=["wrong-return", "misspelt-hook"],
+    ids=["wrong-return", "misspelt-hook", "settings-as-names"],
 )
 def test_malformed_plugin_is_one_warning(make_dist: MakeDist, hooks: str, error: str) -> None:
     make_dist("acme-malformed", hooks)
@@ -247,6 +252,45 @@ def test_malformed_plugin_is_one_warning(make_dist: MakeDist, hooks: str, error:
     assert "from acme-malformed failed to load" in str(caught[0].message)
     assert error in str(caught[0].message)
     assert [r.class_path for r in rows if r.name == "goodone"] == [f"{good}.backend:Backend"]
+
+
+def test_a_third_party_plugins_settings_are_shown_checked_and_resolved(make_dist: MakeDist) -> None:
+    """A plugin's declared settings: defaults in ``Config``, typos warned, and its constructor resolves them."""
+    hooks = """
+    from statestore.core.plugins import BackendSpec, hookimpl
+    from statestore.core.settings import SettingSpec
+
+    SETTINGS = (SettingSpec("region", str, "eu", "where"), SettingSpec("retries", int, 2, "how often", minimum=0))
+
+    @hookimpl
+    def statestore_backends():
+        return [BackendSpec(name="acmeset", class_path="PKG.backend:Backend", settings=SETTINGS)]
+    """
+    backend = """
+    from statestore.core.backends.memory import MemoryStoreBackend
+    from statestore.core.settings import resolve
+    from PKG import SETTINGS
+
+    class Backend(MemoryStoreBackend):
+        name = "acmeset"
+
+        def __init__(self, region=None, *, retries=None, config=None):
+            super().__init__(config=config)
+            given = {"region": region, "retries": retries}
+            values = resolve(self.config, "statestore_acmeset", SETTINGS, given, owner="Backend")
+            self.region, self.retries = values["region"], values["retries"]
+    """
+    make_dist("acme-settings", hooks, {"backend": backend})
+    config = Config.from_dict({"statestore_acmeset": {"retries": "5"}})
+    assert {k: s.value for k, s in config.section("statestore_acmeset").items()} == {"region": "eu", "retries": "5"}
+    made = load_backend("acmeset")(config=config)
+    assert (made.region, made.retries) == ("eu", 5)
+    with pytest.raises(ConfigurationError, match=r"\[statestore_acmeset\] retries must be >= 0, got -1"):
+        load_backend("acmeset")(config=Config.from_dict({"statestore_acmeset": {"retries": "-1"}}))
+    assert unknown_settings(Config(environ={"STATESTORE__STATESTORE_ACMESET__REGOIN": "us"})) == [
+        "unknown key STATESTORE__STATESTORE_ACMESET__REGOIN in the environment; "
+        "did you mean STATESTORE__STATESTORE_ACMESET__REGION?"
+    ]
 
 
 def test_every_broken_plugin_warns_once_and_listing_continues(make_dist: MakeDist) -> None:

@@ -99,7 +99,8 @@ def test_cleanup_reclaims_only_expired_and_reports_kinds(tmp_path: Path) -> None
     [
         ({"prefix": "../x"}, "invalid prefix '../x'"),
         ({"prefix": "a b"}, "invalid prefix 'a b'"),
-        ({"threshold": -1}, "threshold must be a non-negative number of bytes"),
+        ({"threshold": -1}, "LocalStoreBackend: threshold must be >= 0, got -1"),
+        ({"threshold": True}, "LocalStoreBackend: threshold must be an integer, got True"),
         ({"compression": "brotli"}, "compression must be one of none, gzip"),
     ],
 )

@@ -47,7 +47,8 @@ def test_keyword_arguments_override_the_section(moto_endpoint: str, bucket: str)
         ({"bucket": "bucket", "addressing_style": "sideways"}, "addressing_style must be one of"),
         ({"bucket": "bucket", "sse": "rot13"}, "sse must be one of none, AES256"),
         ({"bucket": "bucket", "sse_kms_key_id": "k"}, "sse_kms_key_id needs sse = aws:kms"),
-        ({"bucket": "bucket", "max_attempts": "0"}, "max_attempts and max_pool_connections must be >= 1"),
+        ({"bucket": "bucket", "max_attempts": "0"}, r"\[statestore_s3\] max_attempts must be >= 1, got 0"),
+        ({"bucket": "bucket", "max_pool_connections": "x"}, "max_pool_connections must be an integer, got 'x'"),
     ],
 )
 def test_invalid_settings_say_what_to_fix(settings: dict[str, str], message: str) -> None:

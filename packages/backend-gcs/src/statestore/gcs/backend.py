@@ -52,10 +52,11 @@ from google.oauth2 import service_account
 from statestore.core.config import Config, mask_secret
 from statestore.core.errors import ConfigurationError, StorageError
 from statestore.core.objectstore import ListedObject, ObjectStoreBackend, StoredObject
+from statestore.gcs.plugin import SECTION as _SECTION
+from statestore.gcs.plugin import SETTINGS
 
 __all__ = ["GCSStoreBackend"]
 
-_SECTION = "statestore_gcs"
 _OTEL_TRACES = "ENABLE_GCS_PYTHON_CLIENT_OTEL_TRACES"
 _NO_BUCKET_PROBE = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
 _EMULATOR_HOST = "STORAGE_EMULATOR_HOST"
@@ -108,6 +109,7 @@ class GCSStoreBackend(ObjectStoreBackend):
     name = "gcs"
     reference_scheme = "gs"
     config_section = _SECTION
+    settings = SETTINGS
     delete_batch_size: ClassVar[int] = 100
     max_name_bytes: ClassVar[int | None] = 1024
 
@@ -126,27 +128,31 @@ class GCSStoreBackend(ObjectStoreBackend):
         timeout: float | None = None,
         config: Config | None = None,
     ) -> None:
-        super().__init__(bucket=bucket, prefix=prefix, threshold=threshold, compression=compression, config=config)
-        self.project = project or self._setting("project")
-        self.credentials_file = credentials_file or self._setting("credentials_file")
-        self.endpoint = endpoint or self._setting("endpoint")
-        self.kms_key_name = kms_key_name or self._setting("kms_key_name")
-        self.retry_deadline = self._positive("retry_deadline", retry_deadline, 120.0)
-        self.timeout = self._positive("timeout", timeout, 60.0)
+        super().__init__(
+            bucket=bucket,
+            prefix=prefix,
+            threshold=threshold,
+            compression=compression,
+            project=project,
+            credentials_file=credentials_file,
+            endpoint=endpoint,
+            kms_key_name=kms_key_name,
+            retry_deadline=retry_deadline,
+            timeout=timeout,
+            config=config,
+        )
+        settings = self._settings
+        self.project: str | None = settings["project"]
+        self.credentials_file: str | None = settings["credentials_file"]
+        self.endpoint: str | None = settings["endpoint"]
+        self.kms_key_name: str | None = settings["kms_key_name"]
+        self.retry_deadline: float = settings["retry_deadline"]
+        self.timeout: float = settings["timeout"]
         self._retry: Retry = DEFAULT_RETRY.with_timeout(self.retry_deadline)
         self._connection_lock = threading.Lock()
         self._connection: _Connection | None = None
 
-    # -- settings ---------------------------------------------------------------------------------------
-
-    def _setting(self, key: str) -> str | None:
-        return (self.config.get(_SECTION, key) or "").strip() or None
-
-    def _positive(self, key: str, given: float | None, default: float) -> float:
-        value = self.config.getfloat(_SECTION, key, default) if given is None else given
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ConfigurationError(f"[{_SECTION}] {key} must be a positive number of seconds, got {value!r}")
-        return float(value)
+    # -- settings -----------------------------------------------------------------------------------------
 
     def _check_bucket(self, bucket: str) -> str:
         bucket = bucket.strip()

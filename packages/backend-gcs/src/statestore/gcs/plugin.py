@@ -10,6 +10,46 @@ import argparse
 from typing import Any
 
 from statestore.core.plugins import BackendSpec, hookimpl
+from statestore.core.settings import SettingSpec, object_store_settings
+
+SECTION = "statestore_gcs"
+
+
+def _positive(seconds: float) -> bool:
+    return seconds > 0
+
+
+SETTINGS = (
+    *object_store_settings(SettingSpec("bucket", str, None, "bucket name", required=True)),
+    SettingSpec("project", str, None, "Google Cloud project for the client; default: the credentials'"),
+    SettingSpec(
+        "credentials_file",
+        str,
+        None,
+        "service-account key file; default: Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, ...)",
+    ),
+    SettingSpec(
+        "endpoint", str, None, "API endpoint (Private Service Connect, emulators); default: Google's", url=True
+    ),
+    SettingSpec("kms_key_name", str, None, "customer-managed encryption key for new objects; default: the bucket's"),
+    SettingSpec(
+        "retry_deadline",
+        float,
+        120.0,
+        "seconds during which 408/429/5xx responses and connection errors are retried",
+        check=_positive,
+        rule="must be a positive number of seconds",
+    ),
+    SettingSpec(
+        "timeout",
+        float,
+        60.0,
+        "seconds per HTTP request",
+        check=_positive,
+        rule="must be a positive number of seconds",
+    ),
+)
+"""``[statestore_gcs]``: every setting of ``GCSStoreBackend``, declared once."""
 
 
 @hookimpl
@@ -21,18 +61,7 @@ def statestore_backends() -> list[BackendSpec]:
             class_path="statestore.gcs.backend:GCSStoreBackend",
             description="one Google Cloud Storage object per key; expiry as customTime for bucket lifecycle rules",
             requires=("google.cloud.storage",),
-            settings=(
-                "bucket",
-                "prefix",
-                "project",
-                "credentials_file",
-                "endpoint",
-                "kms_key_name",
-                "threshold",
-                "compression",
-                "retry_deadline",
-                "timeout",
-            ),
+            settings=SETTINGS,
         )
     ]
 

@@ -44,13 +44,14 @@ from statestore.core.errors import ConfigurationError, InvalidReferenceError, St
 from statestore.core.naming import VERSION_LENGTH, decode_segment, new_version, validate_key, version_written_at
 from statestore.core.primitive import PrimitiveStoreBackend
 from statestore.core.scopes import StoreScope, TaskScope, to_scope
+from statestore.core.settings import resolve
 from statestore.core.values import check_value
 from statestore.redis.layout import KeyLayout
+from statestore.redis.plugin import SECTION, SETTINGS
 from statestore.redis.scripts import CLEAR_CHUNK, DELETE, PRUNE_CHUNK, SET
 
 __all__ = ["CHUNK", "SECTION", "RedisStoreBackend"]
 
-SECTION = "statestore_redis"
 CHUNK = 500
 """Index entries handled per ``CLEAR_CHUNK``/``PRUNE_CHUNK`` call: about a millisecond of server time."""
 
@@ -59,22 +60,6 @@ _VERSION_TAIL = re.compile(rf"}}/.+/[0-9a-f]{{{VERSION_LENGTH}}}\Z")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MILLISECOND = timedelta(milliseconds=1)
 _RETRYABLE = (redis.ConnectionError, redis.TimeoutError, OSError)  # OSError: redis-py 5.0 connects outside its retry
-_DEFAULTS: dict[str, str] = {
-    "url": "redis://127.0.0.1:6379/0",
-    "key_prefix": "statestore:",
-    "client_name": "statestore",
-    "socket_timeout": "5",
-    "socket_connect_timeout": "5",
-    "retry_attempts": "3",
-    "retry_backoff_base": "0.05",
-    "retry_backoff_cap": "2",
-    "max_connections": "0",
-    "cluster": "false",
-    "sentinels": "",
-    "service_name": "",
-    "wait_replicas": "0",
-    "wait_timeout": "1",
-}
 
 
 def _expiry_ms(expires_at: datetime | None) -> str:
@@ -162,11 +147,9 @@ class _Side:
 class RedisStoreBackend(PrimitiveStoreBackend):
     """Redis strings with native expiry and per-scope indexes; see the module docstring.
 
-    Settings come from ``[statestore_redis]`` (``url``, ``key_prefix``, ``username``, ``password``,
-    ``client_name``, ``socket_timeout``, ``socket_connect_timeout``, ``retry_attempts``,
-    ``retry_backoff_base``, ``retry_backoff_cap``, ``max_connections``, ``cluster``, ``sentinels``,
-    ``service_name``, ``sentinel_password``, ``wait_replicas``, ``wait_timeout``); keyword arguments
-    override them, and the no-argument constructor works from configuration alone. Connections open
+    Settings come from ``[statestore_redis]`` (declared once in ``statestore.redis.plugin.SETTINGS``:
+    names, types, defaults, docs); keyword arguments of the same names override them, and the
+    no-argument constructor works from configuration alone. Connections open
     lazily and are borrowed from redis-py's pool per operation; connection errors and timeouts are
     retried with exponential backoff (every operation is idempotent, so a retry after a lost reply
     is safe).
@@ -174,6 +157,7 @@ class RedisStoreBackend(PrimitiveStoreBackend):
 
     name = "redis"
     reference_scheme = "redis"
+    settings = SETTINGS
 
     def __init__(
         self,
@@ -198,46 +182,45 @@ class RedisStoreBackend(PrimitiveStoreBackend):
         config: Config | None = None,
     ) -> None:
         super().__init__(config=config)
-        self.url = url if url is not None else self._setting("url")
+        given = {
+            "url": url,
+            "key_prefix": key_prefix,
+            "username": username,
+            "password": password,
+            "client_name": client_name,
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_connect_timeout,
+            "retry_attempts": retry_attempts,
+            "retry_backoff_base": retry_backoff_base,
+            "retry_backoff_cap": retry_backoff_cap,
+            "max_connections": max_connections,
+            "cluster": cluster,
+            "sentinels": sentinels,
+            "service_name": service_name,
+            "sentinel_password": sentinel_password,
+            "wait_replicas": wait_replicas,
+            "wait_timeout": wait_timeout,
+        }
+        settings = resolve(self.config, SECTION, SETTINGS, given, owner=type(self).__name__)
+        self.url: str = settings["url"] or ""
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigurationError(
                 f"[{SECTION}] url must start with redis://, rediss:// or unix://, got {mask_secret('url', self.url)!r}"
             )
-        self.layout = KeyLayout(key_prefix if key_prefix is not None else self._setting("key_prefix"))
-        attempts = retry_attempts if retry_attempts is not None else self._int("retry_attempts")
-        base = retry_backoff_base if retry_backoff_base is not None else self._float("retry_backoff_base")
-        cap = retry_backoff_cap if retry_backoff_cap is not None else self._float("retry_backoff_cap")
-        if attempts < 0 or base < 0 or cap < 0:
-            raise ConfigurationError(
-                f"[{SECTION}] retry_attempts, retry_backoff_base and retry_backoff_cap must be >= 0, "
-                f"got {attempts}, {base}, {cap}"
-            )
-        self._backoff = (attempts, base, cap)
-        self.cluster = cluster if cluster is not None else self.config.getbool(SECTION, "cluster", False)
-        self.sentinels = _parse_sentinels(sentinels if sentinels is not None else self._setting("sentinels"))
-        self.service_name = service_name if service_name is not None else self._setting("service_name")
-        self._sentinel_password = (
-            sentinel_password if sentinel_password is not None else self.config.get(SECTION, "sentinel_password")
-        )
-        self.wait_replicas = wait_replicas if wait_replicas is not None else self._int("wait_replicas")
-        self.wait_timeout = wait_timeout if wait_timeout is not None else self._float("wait_timeout")
-        if self.wait_replicas < 0 or self.wait_timeout < 0:
-            raise ConfigurationError(
-                f"[{SECTION}] wait_replicas and wait_timeout must be >= 0, "
-                f"got {self.wait_replicas}, {self.wait_timeout}"
-            )
+        self.layout = KeyLayout(settings["key_prefix"])
+        self._backoff = (settings["retry_attempts"], settings["retry_backoff_base"], settings["retry_backoff_cap"])
+        self.cluster: bool = settings["cluster"]
+        self.sentinels = _parse_sentinels(settings["sentinels"])
+        self.service_name: str = settings["service_name"]
+        self._sentinel_password: str | None = settings["sentinel_password"]
+        self.wait_replicas: int = settings["wait_replicas"]
+        self.wait_timeout: float = settings["wait_timeout"]
         self._check_topology()
-        limit = max_connections if max_connections is not None else self._int("max_connections")
         options: dict[str, Any] = {
-            "username": username if username is not None else self.config.get(SECTION, "username"),
-            "password": password if password is not None else self.config.get(SECTION, "password"),
-            "client_name": client_name if client_name is not None else self._setting("client_name"),
-            "socket_timeout": socket_timeout if socket_timeout is not None else self._float("socket_timeout"),
-            "socket_connect_timeout": (
-                socket_connect_timeout if socket_connect_timeout is not None else self._float("socket_connect_timeout")
-            ),
-            "max_connections": limit or None,
+            key: settings[key]
+            for key in ("username", "password", "client_name", "socket_timeout", "socket_connect_timeout")
         }
+        options["max_connections"] = settings["max_connections"] or None
         # redis-py lets settings in the URL (credentials, ?socket_timeout=...) win over these.
         self._options = {k: v for k, v in options.items() if v not in (None, "")}
         try:
@@ -255,18 +238,6 @@ class RedisStoreBackend(PrimitiveStoreBackend):
         self._async_sides: dict[asyncio.AbstractEventLoop, _Side] = {}
 
     # -- configuration -------------------------------------------------------------------------------
-
-    def _setting(self, key: str) -> str:
-        return (self.config.get(SECTION, key, fallback=_DEFAULTS[key]) or "").strip()
-
-    def _int(self, key: str) -> int:
-        return self.config.getint(SECTION, key, fallback=int(_DEFAULTS[key]), minimum=0)
-
-    def _float(self, key: str) -> float:
-        value = self.config.getfloat(SECTION, key, fallback=float(_DEFAULTS[key]))
-        if value < 0:
-            raise ConfigurationError(f"[{SECTION}] {key} must be >= 0, got {value}")
-        return value
 
     def _check_topology(self) -> None:
         """Refuse settings that name two topologies, or half of one."""

@@ -35,12 +35,10 @@ from statestore.core.base import utcnow
 from statestore.core.config import Config, mask_secret
 from statestore.core.errors import ConfigurationError, StorageError
 from statestore.core.objectstore import META_ENCODING, ListedObject, ObjectStoreBackend, StoredObject
+from statestore.s3.plugin import SECTION, SETTINGS, SSE_MODES
 
 __all__ = ["LIFECYCLE_RULE_PREFIX", "RETENTION_CLASSES", "RETENTION_TAG", "S3StoreBackend", "retention_class"]
 
-SECTION = "statestore_s3"
-ADDRESSING_STYLES = ("auto", "path", "virtual")
-SSE_MODES = {"": None, "none": None, "aes256": "AES256", "sse-s3": "AES256", "aws:kms": "aws:kms", "sse-kms": "aws:kms"}
 LIFECYCLE_RULE_PREFIX = "statestore-retention"
 _UNSAFE_RULE_PREFIX = "statestore-expire-task-objects"  # an earlier version's rule: it expired never-expiring values
 RETENTION_TAG = "statestore-retention"
@@ -84,6 +82,7 @@ class S3StoreBackend(ObjectStoreBackend):
     name = "s3"
     reference_scheme = "s3"
     config_section = SECTION
+    settings = SETTINGS
     delete_batch_size = 1000
     max_name_bytes: ClassVar[int | None] = 1024
 
@@ -104,44 +103,39 @@ class S3StoreBackend(ObjectStoreBackend):
         compression: str | None = None,
         config: Config | None = None,
     ) -> None:
-        super().__init__(bucket=bucket, prefix=prefix, threshold=threshold, compression=compression, config=config)
-        get = self._get_setting
-        self.endpoint_url = endpoint_url or get("endpoint_url")
-        self.region_name = region_name or get("region_name")
-        style = (addressing_style or get("addressing_style") or "auto").strip().lower()
-        if style not in ADDRESSING_STYLES:
-            raise ConfigurationError(f"[{SECTION}] addressing_style must be one of {ADDRESSING_STYLES}, got {style!r}")
-        attempts = max_attempts if max_attempts is not None else self.config.getint(SECTION, "max_attempts", 5)
-        pool = (
-            max_pool_connections
-            if max_pool_connections is not None
-            else self.config.getint(SECTION, "max_pool_connections", 32)
+        super().__init__(
+            bucket=bucket,
+            prefix=prefix,
+            threshold=threshold,
+            compression=compression,
+            endpoint_url=endpoint_url,
+            region_name=region_name,
+            addressing_style=addressing_style,
+            max_attempts=max_attempts,
+            max_pool_connections=max_pool_connections,
+            sse=sse,
+            sse_kms_key_id=sse_kms_key_id,
+            profile_name=profile_name,
+            config=config,
         )
-        if attempts < 1 or pool < 1:
-            raise ConfigurationError(f"[{SECTION}] max_attempts and max_pool_connections must be >= 1")
-        mode = (sse if sse is not None else get("sse") or "").strip().lower()
-        if mode not in SSE_MODES:
-            raise ConfigurationError(
-                f"[{SECTION}] sse must be one of none, AES256 (SSE-S3) or aws:kms (SSE-KMS), got {mode!r}"
-            )
+        settings = self._settings
+        self.endpoint_url: str | None = settings["endpoint_url"]
+        self.region_name: str | None = settings["region_name"]
         self._write_args: dict[str, str] = {}
-        if SSE_MODES[mode]:
-            self._write_args["ServerSideEncryption"] = SSE_MODES[mode]  # type: ignore[assignment]
-        kms_key = sse_kms_key_id or get("sse_kms_key_id")
-        if kms_key:
-            if SSE_MODES[mode] != "aws:kms":
+        encryption = SSE_MODES[settings["sse"]]
+        if encryption:
+            self._write_args["ServerSideEncryption"] = encryption
+        if settings["sse_kms_key_id"]:
+            if encryption != "aws:kms":
                 raise ConfigurationError(f"[{SECTION}] sse_kms_key_id needs sse = aws:kms")
-            self._write_args["SSEKMSKeyId"] = kms_key
-        self._credentials = (
-            profile_name or get("profile_name"),
-            get("aws_access_key_id"),
-            get("aws_secret_access_key"),
-            get("aws_session_token"),
+            self._write_args["SSEKMSKeyId"] = settings["sse_kms_key_id"]
+        self._credentials = tuple(
+            settings[key] for key in ("profile_name", "aws_access_key_id", "aws_secret_access_key", "aws_session_token")
         )
         self._client_config = botocore.config.Config(
-            retries={"mode": "standard", "total_max_attempts": attempts},
-            s3={"addressing_style": style},
-            max_pool_connections=pool,
+            retries={"mode": "standard", "total_max_attempts": settings["max_attempts"]},
+            s3={"addressing_style": settings["addressing_style"]},
+            max_pool_connections=settings["max_pool_connections"],
         )
         self._client: Any = self._new_client()
 
@@ -162,9 +156,6 @@ class S3StoreBackend(ObjectStoreBackend):
     def _after_fork_in_child(self) -> None:
         """Drop the parent's client: its HTTP connection pool would share keep-alive sockets with the parent."""
         self._client = None
-
-    def _get_setting(self, key: str) -> str | None:
-        return (self.config.get(SECTION, key) or "").strip() or None
 
     def _check_bucket(self, bucket: str) -> str:
         bucket = super()._check_bucket(bucket)

@@ -5,9 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from statestore.core.plugins import BackendSpec, hookimpl
+from statestore.core.settings import SettingSpec, object_store_settings
 
 if TYPE_CHECKING:
     import argparse
+
+LOCAL_SETTINGS = object_store_settings(
+    SettingSpec("path", str, None, "directory holding the files; default: the directory objects in STATESTORE_HOME")
+)
+"""``[statestore_local]``: the ``local`` backend's settings."""
 
 
 @hookimpl
@@ -25,7 +31,7 @@ def statestore_backends() -> list[BackendSpec]:
             name="local",
             class_path="statestore.core.backends.local:LocalStoreBackend",
             description="one file per key in a local directory ([statestore_local] path)",
-            settings=("path", "prefix", "threshold", "compression"),
+            settings=LOCAL_SETTINGS,
         ),
         BackendSpec(
             name="memory",

@@ -19,14 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from statestore.core.errors import ConfigurationError
+from statestore.core.settings import SettingSpec, checked
 
 __all__ = [
-    "DEFAULTS",
+    "CORE_SETTINGS",
     "MAX_RETENTION_DAYS",
     "PLUGIN_SECTION_PREFIX",
     "Config",
     "ConfigurationWarning",
     "Setting",
+    "declared_settings",
     "load_config",
     "mask_secret",
     "statestore_home",
@@ -37,18 +39,47 @@ __all__ = [
 MAX_RETENTION_DAYS = 36525
 """Longest retention (100 years), for ``default_retention_days`` and ``retention=``; longer is an error."""
 
-DEFAULTS: dict[str, dict[str, str]] = {
-    "state_store": {
-        "backend": "metastore",
-        "sql_alchemy_conn": "",
-        "default_retention_days": "30",
-        "clear_on_success": "False",
-        "state_cleanup_batch_size": "0",
-        "max_value_storage_bytes": "65535",
-        "sqlite_synchronous": "full",
-    },
-    "workers": {"state_backend": ""},
+CORE_SETTINGS: dict[str, tuple[SettingSpec, ...]] = {
+    "state_store": (
+        SettingSpec(
+            "backend", str, "metastore", "server-side backend: a short name (state-store backends) or a class path"
+        ),
+        SettingSpec(
+            "sql_alchemy_conn",
+            str,
+            None,
+            "database of the metastore backend (SQLAlchemy URL); default: statestore.db in STATESTORE_HOME",
+            url=True,
+        ),
+        SettingSpec(
+            "default_retention_days",
+            int,
+            30,
+            f"task values expire after this many days; 0 = never; at most {MAX_RETENTION_DAYS} (100 years)",
+            minimum=0,
+            maximum=MAX_RETENTION_DAYS,
+        ),
+        SettingSpec("clear_on_success", bool, False, "clear a task's store when its attempt succeeds"),
+        SettingSpec(
+            "state_cleanup_batch_size", int, 0, "rows per delete batch in cleanup; 0 = one statement", minimum=0
+        ),
+        SettingSpec(
+            "max_value_storage_bytes", int, 65535, "inline values above this are refused; 0 = no limit", minimum=0
+        ),
+        SettingSpec(
+            "sqlite_synchronous",
+            str,
+            "full",
+            "SQLite metastore file: full syncs every commit (survives power loss), normal only at checkpoints",
+            choices=("full", "normal"),
+            rule="must be full or normal",
+        ),
+    ),
+    "workers": (
+        SettingSpec("state_backend", str, "", "worker-side backend (alias: state_store_backend, Airflow's name)"),
+    ),
 }
+"""The core's own sections: ``[state_store]`` and ``[workers]``."""
 # Airflow's default server backend is its own metastore; for statestore that means "our default".
 _AIRFLOW_OWN_DEFAULT = ("state_store", "backend", "airflow.state.metastore.MetastoreBackend")
 PLUGIN_SECTION_PREFIX = "statestore_"
@@ -63,8 +94,6 @@ _SECRET_KEY = re.compile(
 _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/]*:)\S*@")
 # A query parameter whose name mentions a credential: its value up to the next '&', '#' or space.
 _QUERY_SECRET = re.compile(r"([?&;][\w.\-]*?(?:pass|pwd|secret|token|key|sig|credential|auth)[\w.\-]*=)[^&#\s]*", re.I)
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 
 def statestore_home(environ: Mapping[str, str] | None = None) -> Path:
@@ -93,11 +122,13 @@ class Setting:
     key: str
     value: str
     source: str
+    secret: bool = False
+    """Declared secret (:class:`~statestore.core.settings.SettingSpec`): never shown."""
 
     @property
     def display_value(self) -> str:
         """The value with secrets masked, safe to print or log."""
-        return mask_secret(self.key, self.value)
+        return "***" if self.secret and self.value else mask_secret(self.key, self.value)
 
 
 def _env_name(section: str, key: str) -> str:
@@ -152,14 +183,18 @@ class Config:
         name before its aliases, so ``STATESTORE__WORKERS__STATE_STORE_BACKEND`` beats the file.
         """
         section, key = section.lower(), key.lower()
+        spec = _declared(section, key)
+        secret = spec is not None and spec.secret
         names = [(section, key), *[alias for alias, target in _ALIASES.items() if target == (section, key)]]
         for source in (self._from_code, self._from_airflow, self._from_env, self._from_file):
             for sec, k in names:
                 found = source(sec, k)
                 if found is not None:
-                    return Setting(section, key, *found)
-        default = DEFAULTS.get(section, {}).get(key, fallback)
-        return None if default is None else Setting(section, key, default, "default")
+                    return Setting(section, key, *found, secret=secret)
+        default = fallback if spec is None or spec.default is None else spec.text_default
+        if (section, key) == ("state_store", "sql_alchemy_conn") and not default:
+            default = f"sqlite:///{self.home / 'statestore.db'}"
+        return None if default is None else Setting(section, key, default, "default", secret=secret)
 
     def _from_code(self, section: str, key: str) -> tuple[str, str] | None:
         value = self._explicit.get(section, {}).get(key)
@@ -171,6 +206,10 @@ class Config:
         value = self._airflow.get(section, key, fallback=None)
         if value is None or (section, key, value) == _AIRFLOW_OWN_DEFAULT:
             return None
+        spec = _declared(section, key)
+        if spec is not None and str(value) == spec.text_default:
+            return None  # the default our provider metadata gave Airflow: say "default", not Airflow
+
         return str(value), f"airflow configuration [{section}] {key}"
 
     def _from_env(self, section: str, key: str) -> tuple[str, str] | None:
@@ -205,6 +244,11 @@ class Config:
             raise ConfigurationError(f"[{section}] {key} is not set; set it in {self.describe_sources(section, key)}")
         return found
 
+    def typed(self, section: str, spec: SettingSpec) -> Any:
+        """``[section] spec.name`` parsed and checked against ``spec`` (``ConfigurationError`` naming the source)."""
+        found = self._required(section, spec.name, spec.default)
+        return checked(spec, found.value, found.source, f"[{section}] {spec.name}", spec.parse)
+
     def getint(
         self,
         section: str,
@@ -215,45 +259,20 @@ class Config:
         maximum: int | None = None,
     ) -> int:
         """An integer setting; a non-integer or one outside ``minimum``..``maximum`` raises ``ConfigurationError``."""
-        found = self._required(section, key, fallback)
-        try:
-            number = int(found.value.strip())
-        except ValueError:
-            raise ConfigurationError(
-                f"[{section}] {key} must be an integer, got {found.display_value!r} (from {found.source})"
-            ) from None
-        if minimum is not None and number < minimum:
-            raise ConfigurationError(f"[{section}] {key} must be >= {minimum}, got {number} (from {found.source})")
-        if maximum is not None and number > maximum:
-            raise ConfigurationError(f"[{section}] {key} must be <= {maximum}, got {number} (from {found.source})")
-        return number
+        return int(self.typed(section, SettingSpec(key, int, fallback, minimum=minimum, maximum=maximum)))
 
     def getfloat(self, section: str, key: str, fallback: float | None = None) -> float:
         """A float setting; anything else raises ``ConfigurationError``."""
-        found = self._required(section, key, fallback)
-        try:
-            return float(found.value.strip())
-        except ValueError:
-            raise ConfigurationError(
-                f"[{section}] {key} must be a number, got {found.display_value!r} (from {found.source})"
-            ) from None
+        return float(self.typed(section, SettingSpec(key, float, fallback)))
 
     def getbool(self, section: str, key: str, fallback: bool | None = None) -> bool:
         """A boolean setting (true/false, yes/no, on/off, 1/0); anything else raises ``ConfigurationError``."""
-        found = self._required(section, key, fallback)
-        text = found.value.strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-        raise ConfigurationError(
-            f"[{section}] {key} must be true or false, got {found.display_value!r} (from {found.source})"
-        )
+        return bool(self.typed(section, SettingSpec(key, bool, fallback)))
 
     def section(self, section: str) -> dict[str, Setting]:
         """Every setting known for ``section`` (defaults, code, file, environment, Airflow), by canonical key."""
         section = section.lower()
-        keys = set(DEFAULTS.get(section, {})) | set(self._explicit.get(section, {}))
+        keys = set(declared_settings().get(section, {})) | set(self._explicit.get(section, {}))
         if self._airflow is not None:
             if section.startswith(PLUGIN_SECTION_PREFIX) and self._airflow.has_section(section):
                 keys |= {k.lower() for k in self._airflow.getsection(section) or {}}
@@ -263,7 +282,9 @@ class Config:
                 keys |= set(self._file.options(section))
             keys |= self._env_keys("STATESTORE", section)
         canonical = {_ALIASES.get((section, k), (section, k))[1] for k in keys}
-        settings = {k: self.setting(section, k) for k in sorted(canonical)}
+        declared = list(declared_settings().get(section, {}))  # in declaration order, then the rest
+        ordered = [k for k in declared if k in canonical] + sorted(canonical.difference(declared))
+        settings = {k: self.setting(section, k) for k in ordered}
         return {k: s for k, s in settings.items() if s is not None}
 
     def _env_keys(self, prefix: str, section: str) -> set[str]:
@@ -272,7 +293,7 @@ class Config:
 
     def sections(self) -> list[str]:
         """Names of every section with at least one setting from any source (plugin sections included)."""
-        names = set(DEFAULTS) | set(self._explicit)
+        names = {name for name, specs in declared_settings().items() if specs} | set(self._explicit)
         if self._airflow is not None:
             names |= {n.lower() for n in self._airflow.sections() if n.lower().startswith(PLUGIN_SECTION_PREFIX)}
             env_prefix = f"AIRFLOW__{PLUGIN_SECTION_PREFIX.upper()}"
@@ -315,25 +336,28 @@ class Config:
         """``[state_store] sql_alchemy_conn``, default an SQLite file in ``STATESTORE_HOME``."""
         return (self.get("state_store", "sql_alchemy_conn") or "").strip() or f"sqlite:///{self.home / 'statestore.db'}"
 
+    def _core(self, section: str, key: str) -> Any:
+        return self.typed(section, _CORE[section][key])
+
     @property
     def default_retention_days(self) -> int:
         """``[state_store] default_retention_days`` (0 = never expire; at most :data:`MAX_RETENTION_DAYS`)."""
-        return self.getint("state_store", "default_retention_days", minimum=0, maximum=MAX_RETENTION_DAYS)
+        return int(self._core("state_store", "default_retention_days"))
 
     @property
     def clear_on_success(self) -> bool:
         """``[state_store] clear_on_success``."""
-        return self.getbool("state_store", "clear_on_success")
+        return bool(self._core("state_store", "clear_on_success"))
 
     @property
     def cleanup_batch_size(self) -> int:
         """``[state_store] state_cleanup_batch_size`` (0 = one statement)."""
-        return self.getint("state_store", "state_cleanup_batch_size", minimum=0)
+        return int(self._core("state_store", "state_cleanup_batch_size"))
 
     @property
     def max_value_storage_bytes(self) -> int:
         """``[state_store] max_value_storage_bytes`` (0 = no limit)."""
-        return self.getint("state_store", "max_value_storage_bytes", minimum=0)
+        return int(self._core("state_store", "max_value_storage_bytes"))
 
     @property
     def sqlite_synchronous(self) -> str:
@@ -343,21 +367,42 @@ class Config:
         an OS crash; ``normal`` syncs only at checkpoints (faster; such a crash may drop the last
         commits, though never corrupts the database).
         """
-        found = self._required("state_store", "sqlite_synchronous", None)
-        value = found.value.strip().lower()
-        if value not in ("full", "normal"):
-            raise ConfigurationError(
-                f"[state_store] sqlite_synchronous must be full or normal, got {found.display_value!r} "
-                f"(from {found.source})"
-            )
-        return value
+        return str(self._core("state_store", "sqlite_synchronous"))
 
     def _validate(self) -> None:
-        self.default_retention_days  # noqa: B018 - each property validates its setting
-        self.clear_on_success  # noqa: B018
-        self.cleanup_batch_size  # noqa: B018
-        self.max_value_storage_bytes  # noqa: B018
-        self.sqlite_synchronous  # noqa: B018
+        """Parse and check every core setting now, so a bad value fails at load naming its source."""
+        for section, specs in CORE_SETTINGS.items():
+            for spec in specs:
+                self.typed(section, spec)
+
+
+_CORE = {section: {spec.name: spec for spec in specs} for section, specs in CORE_SETTINGS.items()}
+
+
+def _declared(section: str, key: str) -> SettingSpec | None:
+    """The declared setting ``[section] key``; plugin sections are looked up only when asked for."""
+    if section in _CORE:
+        return _CORE[section].get(key)
+    if not section.startswith(PLUGIN_SECTION_PREFIX):
+        return None
+    return declared_settings().get(section, {}).get(key)
+
+
+def declared_settings() -> dict[str, dict[str, SettingSpec]]:
+    """Every section statestore knows -> its declared settings by name: the core's and each installed plugin's.
+
+    A plugin's section is ``statestore_<name>``. Two distributions announcing one name contribute
+    both their settings; a plugin that declares none (``settings=None``) has an empty entry here
+    (see :func:`_known_settings` for how its keys are checked).
+    """
+    from statestore.core.plugins import registry
+
+    declared: dict[str, dict[str, SettingSpec]] = {s: dict(_CORE[s]) for s in _CORE}
+    for name, specs in registry().specs.items():
+        section = declared.setdefault(PLUGIN_SECTION_PREFIX + name, {})
+        for spec in specs:
+            section.update({setting.name: setting for setting in spec.settings or ()})
+    return declared
 
 
 def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -393,12 +438,12 @@ def _known_settings() -> dict[str, frozenset[str] | None]:
     from statestore.core.plugins import KNOWN_BACKENDS, registry
 
     known: dict[str, frozenset[str] | None] = {
-        section: frozenset(keys) | {k for (s, k) in _ALIASES if s == section} for section, keys in DEFAULTS.items()
+        section: frozenset(keys) | {k for (s, k) in _ALIASES if s == section}
+        for section, keys in declared_settings().items()
     }
     for name, specs in registry().specs.items():
-        declared = [spec.settings for spec in specs]
-        keys = None if any(d is None for d in declared) else frozenset(k for d in declared for k in d or ())
-        known[PLUGIN_SECTION_PREFIX + name] = keys
+        if any(spec.settings is None for spec in specs):
+            known[PLUGIN_SECTION_PREFIX + name] = None
     for name in KNOWN_BACKENDS:  # a first-party plugin that is not installed: its section is still ours
         known.setdefault(PLUGIN_SECTION_PREFIX + name, None)
     return known

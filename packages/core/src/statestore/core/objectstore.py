@@ -61,9 +61,11 @@ is never blocked; override them with native async clients where that is faster. 
 translate their client's errors into ``StorageError`` (cause chained); the layer adds nothing but
 the rules.
 
-Settings, read from ``[<config_section>]`` unless given as keyword arguments: ``bucket`` (named
-by ``bucket_setting``; ``_default_bucket()`` may supply one), ``prefix``, ``threshold`` (bytes, 0 =
-always store) and ``compression`` (``none`` or ``gzip``).
+Settings are declared once, in ``settings`` (a tuple of :class:`~statestore.core.settings.SettingSpec`
+starting with :func:`~statestore.core.settings.object_store_settings`: ``bucket`` (named by
+``bucket_setting``; ``_default_bucket()`` may supply one), ``prefix``, ``threshold`` (bytes, 0 =
+always store) and ``compression`` (``none`` or ``gzip``)), and resolved from the keyword arguments,
+else ``[<config_section>]``, else their defaults; a subclass reads its own from ``self._settings``.
 
 Interface changes (additive only) are listed here:
 * the async defaults run on ``_offload`` (a dedicated I/O thread pool) instead of ``asyncio.to_thread``.
@@ -111,6 +113,7 @@ from statestore.core.naming import (
 )
 from statestore.core.primitive import PrimitiveStoreBackend
 from statestore.core.scopes import StoreScope, TaskScope, to_scope
+from statestore.core.settings import COMPRESSIONS, SettingSpec, object_store_settings, resolve
 from statestore.core.values import check_value
 
 __all__ = [
@@ -132,7 +135,6 @@ VALUES_NAMESPACE = "ref"
 META_EXPIRES_AT = "statestore-expires-at"
 META_ENCODING = "statestore-encoding"
 META_LONG_NAME = "statestore-long-name"
-COMPRESSIONS = ("none", "gzip")
 ID_SEGMENT_BUDGET = 200
 """Bytes allowed for each scope segment when the store limits whole names, leaving room for the key."""
 _MIN_KEY_BUDGET = 100
@@ -208,6 +210,10 @@ class ObjectStoreBackend(PrimitiveStoreBackend):
 
     config_section: ClassVar[str] = ""
     """The settings section, ``statestore_<name>``."""
+    settings: ClassVar[tuple[SettingSpec, ...]] = object_store_settings(
+        SettingSpec("bucket", str, None, "bucket name", required=True)
+    )
+    """Every setting of the backend (the same tuple its plugin's ``BackendSpec`` announces)."""
     bucket_setting: ClassVar[str] = "bucket"
     """The setting (and keyword) naming the bucket or directory."""
     delete_batch_size: ClassVar[int] = 1000
@@ -217,39 +223,17 @@ class ObjectStoreBackend(PrimitiveStoreBackend):
     max_segment_bytes: ClassVar[int | None] = None
     """Limit on one ``/``-separated segment (a filesystem's 255), None if unlimited."""
 
-    def __init__(
-        self,
-        *,
-        bucket: str | None = None,
-        prefix: str | None = None,
-        threshold: int | None = None,
-        compression: str | None = None,
-        config: Config | None = None,
-    ) -> None:
+    def __init__(self, *, config: Config | None = None, **given: Any) -> None:
+        """Resolve ``settings`` (``given`` keyword arguments win; None means "from configuration")."""
         super().__init__(config=config)
         section = self.config_section or f"statestore_{self.name}"
-        bucket = bucket if bucket is not None else self.config.get(section, self.bucket_setting)
-        bucket = bucket if bucket else self._default_bucket()
-        if not bucket:
-            raise ConfigurationError(
-                f"{type(self).__name__} needs a {self.bucket_setting}: pass {self.bucket_setting}=... or set "
-                f"{self.config.describe_sources(section, self.bucket_setting)}"
-            )
-        self.bucket = self._check_bucket(bucket)
-        self.prefix = self._check_prefix(prefix if prefix is not None else self.config.get(section, "prefix") or "")
+        self._settings = resolve(self.config, section, self.settings, given, owner=type(self).__name__)
+        self.bucket = self._check_bucket(self._settings[self.bucket_setting] or self._default_bucket() or "")
+        self.prefix = self._check_prefix(self._settings["prefix"] or "")
         self._root = f"{self.prefix}/" if self.prefix else ""
         self._reference_root = f"{self._scheme}://{self.bucket}/{self._root}"
-        if threshold is None:
-            threshold = self.config.getint(section, "threshold", 0, minimum=0)
-        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
-            raise ConfigurationError(f"threshold must be a non-negative number of bytes, got {threshold!r}")
-        self.threshold = threshold
-        compression = (compression or self.config.get(section, "compression") or "none").strip().lower()
-        if compression not in COMPRESSIONS:
-            raise ConfigurationError(
-                f"[{section}] compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}"
-            )
-        self.compression = compression
+        self.threshold: int = self._settings["threshold"]
+        self.compression: str = self._settings["compression"]
         self._check_name_room()
 
     # -- settings hooks ------------------------------------------------------------------------------

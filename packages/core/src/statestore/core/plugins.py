@@ -36,6 +36,7 @@ from statestore.core.errors import (
     BackendNotInstalledError,
     DuplicateBackendError,
 )
+from statestore.core.settings import SettingSpec
 
 if TYPE_CHECKING:
     import argparse
@@ -80,9 +81,11 @@ class BackendSpec:
     """A backend a plugin announces: short name, lazily imported class path and what it can do.
 
     ``class_path`` is ``"package.module:Class"``; ``requires`` names top-level modules the
-    backend imports (checked with ``find_spec``, never imported, when listing). ``settings`` names
-    the keys of its section ``[statestore_<name>]``, so a misspelt key is warned about with the
-    closest one; ``None`` (the default) leaves the section's keys unchecked.
+    backend imports (checked with ``find_spec``, never imported, when listing). ``settings``
+    declares the keys of its section ``[statestore_<name>]`` (the same tuple the backend's
+    constructor resolves with :func:`statestore.core.settings.resolve`): ``state-store config``
+    shows their defaults, a misspelt key is warned about with the closest one, and the Airflow
+    provider metadata lists them. ``None`` (the default) leaves the section's keys unchecked.
     """
 
     name: str
@@ -90,7 +93,7 @@ class BackendSpec:
     description: str = ""
     roles: frozenset[str] = frozenset({SERVER, WORKER})
     requires: tuple[str, ...] = ()
-    settings: tuple[str, ...] | None = None
+    settings: tuple[SettingSpec, ...] | None = None
     distribution: str | None = None
     version: str | None = None
 
@@ -166,6 +169,12 @@ def _announced(manager: pluggy.PluginManager, module: object) -> list[BackendSpe
         returned = impl.function()
         if not (isinstance(returned, (list, tuple)) and all(isinstance(s, BackendSpec) for s in returned)):
             raise TypeError(f"statestore_backends() must return a list of BackendSpec, got {returned!r}")
+        for spec in returned:
+            if spec.settings is not None and not all(isinstance(s, SettingSpec) for s in spec.settings):
+                raise TypeError(
+                    f"BackendSpec {spec.name!r}: settings must be a tuple of statestore.core.settings.SettingSpec "
+                    f"(or None), got {spec.settings!r}"
+                )
         specs.extend(returned)
     return specs
 

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
+from statestore.core.builtin_plugins import LOCAL_SETTINGS
 from statestore.core.config import Config
 from statestore.core.errors import StorageError
 from statestore.core.objectstore import ListedObject, ObjectStoreBackend, StoredObject
@@ -45,6 +46,7 @@ class LocalStoreBackend(ObjectStoreBackend):
     name = "local"
     reference_scheme = "local"
     config_section = "statestore_local"
+    settings = LOCAL_SETTINGS
     bucket_setting = "path"
     delete_batch_size = 1000
     max_segment_bytes: ClassVar[int | None] = 255
@@ -59,7 +61,7 @@ class LocalStoreBackend(ObjectStoreBackend):
         config: Config | None = None,
     ) -> None:
         super().__init__(
-            bucket=None if path is None else os.fspath(path),
+            path=None if path is None else os.fspath(path),
             prefix=prefix,
             threshold=threshold,
             compression=compression,
