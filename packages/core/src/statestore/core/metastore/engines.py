@@ -33,13 +33,25 @@ pattern for a child: ``engine.dispose(close=False)`` replaces the pool without t
 parent's connections (which the child keeps referenced, so they are never closed from it).
 ``MetastoreStoreBackend`` calls it for its sync engine and every async engine right after a fork.
 
-SQLite needs more: the library keeps per-process lock state for each database file, which a
-child inherits as it was at the fork. So a fork waits until no SQLite operation is in flight in
-any thread (and none starts until it is done; :class:`_SQLiteForkGate`), and the child *closes*
-the parent's idle SQLite connections (POSIX locks belong to a process, so this releases nothing
-of the parent's; a WAL database is never checkpointed away from under the parent, whose own
-connections keep their shared lock), so its own connections take real locks of their own. The
-async twins run SQLite operations on the sync engine in a worker thread, as aiosqlite would.
+A fork copies every lock another thread holds at that instant, and the child, which has only the
+forking thread, waits for ever on any of them. So ``os.fork()`` waits (a ``before`` hook; none
+starts until the fork is done; :class:`_ForkGate`) while another thread is
+
+* opening a connection: drivers take process-wide locks there, in OpenSSL (PyMySQL builds an
+  SSL context for every connection, ``SSL_CTX_new`` takes OpenSSL 3's library locks, even
+  when the server has TLS off), in the resolver and in hashing for authentication; a child
+  forked while a parent thread was in ``SSL_CTX_new`` hung in its own first connect;
+* creating an engine: the first one of a dialect imports its driver (SQLAlchemy imports
+  ``aiomysql`` lazily), and a child forked during that import blocks on Python's import lock;
+* running an SQLite operation: the library keeps per-process lock state for each database file,
+  which a child inherits as it was at the fork. The child also *closes* the parent's idle SQLite
+  connections (POSIX locks belong to a process, so this releases nothing of the parent's; a WAL
+  database is never checkpointed away from under the parent, whose own connections keep their
+  shared lock), so its own connections take real locks of their own. The async twins run SQLite
+  operations on the sync engine in a worker thread, as aiosqlite would.
+
+The gate covers the threads of this library only: a fork while *another* library's thread is
+inside OpenSSL (an HTTPS client, say) can still hang the child on its first connection.
 """
 
 from __future__ import annotations
@@ -258,62 +270,83 @@ class _Attempts:
         return random.uniform(0, _BACKOFF_SECONDS * 2 ** (self.count - 1))
 
 
-class _SQLiteForkGate:
-    """Counts SQLite operations in flight; ``os.fork()`` waits for none and lets none start until it is done.
+class _ForkGate:
+    """Counts critical sections in flight per thread; ``os.fork()`` waits until no other thread is in one.
 
-    A thread stuck for longer than ``_FORK_WAIT_SECONDS`` (a busy database) does not block the fork
-    for ever: it goes ahead, as it would without the gate.
+    A section is something a fork must not land in the middle of, because the child would inherit
+    a lock the section holds in a thread the child does not have (see the module docstring).
+    New sections wait while a fork is pending; a thread already inside one (a nested section, or
+    another coroutine of its event loop) goes on, so the fork never waits on a thread it blocks.
+    Sections of the forking thread itself are not waited for. A thread stuck for longer than
+    ``_FORK_WAIT_SECONDS`` (a busy database) does not block the fork for ever: it goes ahead, as
+    it would without the gate.
     """
 
     _FORK_WAIT_SECONDS = 30.0
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
-        self._active = 0
+        self._active: dict[int, int] = {}  # thread id -> sections it is inside
         self._forking = False
 
     @contextmanager
-    def operation(self) -> Iterator[None]:
-        """Hold the gate for one operation (connection checkout to checkin)."""
+    def section(self) -> Iterator[None]:
+        """Hold the gate for the block."""
+        me = threading.get_ident()
         with self._changed:
-            self._changed.wait_for(lambda: not self._forking)
-            self._active += 1
+            if me not in self._active:
+                self._changed.wait_for(lambda: not self._forking)
+            self._active[me] = self._active.get(me, 0) + 1
         try:
             yield
         finally:
             with self._changed:
-                self._active -= 1
+                self._active[me] -= 1
+                if not self._active[me]:
+                    del self._active[me]
                 self._changed.notify_all()
 
     def before_fork(self) -> None:
-        """Stop new operations and wait for those in flight."""
+        """Stop new sections and wait for those in flight in other threads."""
+        me = threading.get_ident()
         with self._changed:
             self._forking = True
-            self._changed.wait_for(lambda: self._active == 0, timeout=self._FORK_WAIT_SECONDS)
+            self._changed.wait_for(lambda: self._active.keys() <= {me}, timeout=self._FORK_WAIT_SECONDS)
 
     def after_fork_in_parent(self) -> None:
-        """Let operations start again."""
+        """Let sections start again."""
         with self._changed:
             self._forking = False
             self._changed.notify_all()
 
     def after_fork_in_child(self) -> None:
-        """The child has none of the parent's threads: nothing is in flight there."""
+        """The child has only the forking thread, and the parent's lock state must not be trusted."""
+        me = threading.get_ident()
         self._changed = threading.Condition()
-        self._active, self._forking = 0, False
+        self._active = {me: self._active[me]} if me in self._active else {}
+        self._forking = False
 
 
-_SQLITE_GATE = _SQLiteForkGate()
+_FORK_GATE = _ForkGate()
 os.register_at_fork(
-    before=_SQLITE_GATE.before_fork,
-    after_in_parent=_SQLITE_GATE.after_fork_in_parent,
-    after_in_child=_SQLITE_GATE.after_fork_in_child,
+    before=_FORK_GATE.before_fork,
+    after_in_parent=_FORK_GATE.after_fork_in_parent,
+    after_in_child=_FORK_GATE.after_fork_in_child,
 )
 
 
 def fork_gate(engine: sa.Engine) -> AbstractContextManager[None]:
     """What an operation on ``engine`` holds so that no fork lands in its middle (SQLite only)."""
-    return _SQLITE_GATE.operation() if engine.dialect.name == "sqlite" else nullcontext()
+    return _FORK_GATE.section() if engine.dialect.name == "sqlite" else nullcontext()
+
+
+def _gate_connects(engine: sa.Engine) -> None:
+    """Open ``engine``'s DBAPI connections inside the fork gate (see the module docstring)."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: sa.Dialect, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        with _FORK_GATE.section():
+            return dialect.connect(*cargs, **cparams)
 
 
 def run(engine: sa.Engine, operation: Operation[T], location: str) -> T:
@@ -387,7 +420,9 @@ def make_engine(url: sa.URL, *, create_directory: bool = False, synchronous: str
                 f"the directory of the SQLite database {url.database} does not exist: create it "
                 f"(mkdir -p {directory}) or correct the URL ([state_store] sql_alchemy_conn, or --url)"
             )
-    engine = sa.create_engine(url, **_engine_options(url))
+    with _FORK_GATE.section():  # the first engine of a dialect imports its driver
+        engine = sa.create_engine(url, **_engine_options(url))
+    _gate_connects(engine)
     if url.get_backend_name() == "sqlite":
         _setup_sqlite(engine, wal=not is_memory_sqlite(url), synchronous=synchronous)
     return engine
@@ -441,7 +476,9 @@ class AsyncEngines:
         found = self._engines.get(loop)
         if found is not None:
             return found[0]
-        engine = create_async_engine(self.url, **_AUTOCOMMIT)
+        with _FORK_GATE.section():  # the first engine of a dialect imports its driver
+            engine = create_async_engine(self.url, **_AUTOCOMMIT)
+        _gate_connects(engine.sync_engine)
         finalizer = _dispose_at_loop_shutdown(engine)
         await finalizer.__anext__()
         self._engines[loop] = (engine, finalizer)
