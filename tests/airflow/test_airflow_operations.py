@@ -86,6 +86,7 @@ def test_airflow_flag_migrates_and_cleans_airflows_database(
 ) -> None:
     url = sa.make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={postgres_schema}"})
     env["AIRFLOW__STATE_STORE__SQL_ALCHEMY_CONN"] = url.render_as_string(hide_password=False)
+    env["AIRFLOW__STATE_STORE__BACKEND"] = "statestore.core.metastore.MetastoreStoreBackend"  # what clean acts on
     migrated = state_store(env, "db", "migrate")
     assert migrated.returncode == 0, migrated.stderr
     assert "migrated from revision none to" in migrated.stdout

@@ -70,7 +70,7 @@ print(json.dumps(results))
 
 @pytest.fixture
 def airflow_env(tmp_path: Path) -> dict[str, str]:
-    """A fresh Airflow process's environment: private homes, no AIRFLOW__/STATESTORE__ settings but the database."""
+    """A fresh Airflow process's environment: private homes, no AIRFLOW__/STATESTORE__ settings but the server store."""
     if importlib.util.find_spec("airflow.state") is None:
         pytest.fail("Airflow is not installed here; run `nox -s airflow`", pytrace=False)
     return {
@@ -78,6 +78,9 @@ def airflow_env(tmp_path: Path) -> dict[str, str]:
         "HOME": str(tmp_path),
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # The README's example deployment: statestore's metastore as the server store. With Airflow's own
+        # (the default), `state-store --airflow clean` cleans Airflow's database, which a fresh home lacks.
+        "AIRFLOW__STATE_STORE__BACKEND": "statestore.core.metastore.MetastoreStoreBackend",
         "AIRFLOW__STATE_STORE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'state.db'}",
         "STATESTORE_HOME": str(tmp_path / "statestore-home"),
     }

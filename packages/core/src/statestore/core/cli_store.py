@@ -142,19 +142,69 @@ def _cmd_asset_clear(args: argparse.Namespace) -> int:
 
 
 def _cmd_clean(args: argparse.Namespace) -> int:
-    store = _store()
+    from statestore.core.base import BaseStoreBackend
+    from statestore.core.config import load_config
+    from statestore.core.store import StateStore
+
+    config = load_config()
+    server = _airflow_server() if config.from_airflow else None
+    airflows = server is not None and not isinstance(server, BaseStoreBackend)  # e.g. Airflow's own metastore
+    if airflows and args.dry_run:
+        return _count_airflow_store(server, args)
+    store = StateStore(backend=server, config=config)
     with progress("counting expired state", enabled=None if not args.json else False) as bar:
         if not args.dry_run and bar.active:
             bar.start(_countable(store), "cleaning")
         result = store.cleanup(dry_run=args.dry_run, progress=bar if bar.active else None)
     if args.json:
-        print_json({"dry_run": args.dry_run, "removed": result.removed, "by_kind": result.by_kind})
+        removed = None if airflows else result.removed  # Airflow's own stores report no counts
+        print_json({"dry_run": args.dry_run, "removed": removed, "by_kind": result.by_kind})
         return 0
     verb = "would remove" if args.dry_run else "removed"
     print_table([{"kind": k, verb: n} for k, n in result.by_kind.items()], ["kind", verb])
-    print(f"{verb} {result.removed} entries in total")
+    if airflows:
+        print(f"{_class_name(server)} removed its expired entries (it reports no counts)")
+    else:
+        print(f"{verb} {result.removed} entries in total")
     if args.dry_run and store.worker_backend is not None:
         print("(a dry run does not count the worker-side objects that the removed rows reference)")
+    return 0
+
+
+def _airflow_server() -> Any:
+    """The server store Airflow's processes use: ``[state_store] backend`` resolved by Airflow itself.
+
+    ``clean`` and ``reconcile`` both act on it, so with Airflow's default (its own metastore) they
+    work on Airflow's ``task_state_store`` table, never on a statestore database Airflow does not use.
+    """
+    from airflow.state import get_state_backend
+
+    return get_state_backend()
+
+
+def _class_name(obj: object) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _count_airflow_store(server: Any, args: argparse.Namespace) -> int:
+    """``clean --dry-run`` on a server store of Airflow's own: counted as ``airflow state-store clean --dry-run`` does.
+
+    Airflow's metastore has no public way to count; its CLI calls ``_summary_dry_run()``, so this
+    does too when the store has it.
+    """
+    from statestore.core.errors import StateStoreError
+
+    summary = getattr(server, "_summary_dry_run", None)
+    if summary is None:
+        raise StateStoreError(
+            f"[state_store] backend is {_class_name(server)}, which cannot count what clean would remove; "
+            "run clean without --dry-run to remove its expired entries"
+        )
+    expired = len(summary()["expired"])
+    if args.json:
+        print_json({"dry_run": True, "removed": expired, "by_kind": {"expired_task": expired}})
+    else:
+        print(f"would remove {expired} expired task state rows of {_class_name(server)}")
     return 0
 
 
