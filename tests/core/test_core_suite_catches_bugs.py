@@ -23,6 +23,46 @@ from statestore.core.scopes import AssetScope, TaskScope, to_scope
 from statestore.core.testing import *
 """
 
+EIGHT_METHODS = """
+import json
+
+
+class BackendOfEightMethods:
+    # Airflow's eight methods over a dict, nothing else: no keys(), cleanup() or reference hooks.
+    def __init__(self, *, config=None):
+        self.data = {}
+
+    def _name(self, scope, key):
+        return scope_path(to_scope(scope)), validate_key(key)
+
+    def get(self, scope, key, *, session=None):
+        value, expires_at = self.data.get(self._name(scope, key), (None, None))
+        return None if expires_at is not None and expires_at <= utcnow() else value
+
+    def set(self, scope, key, value, *, expires_at=None, session=None):
+        self.data[self._name(scope, key)] = (value, expires_at)
+
+    def delete(self, scope, key, *, session=None):
+        self.data.pop(self._name(scope, key), None)
+
+    def clear(self, scope, *, all_map_indices=False, session=None):
+        path = scope_path(to_scope(scope), all_map_indices=all_map_indices)
+        for name in [n for n in self.data if n[0][: len(path)] == path]:
+            del self.data[name]
+
+    async def aget(self, scope, key, *, session=None):
+        return self.get(scope, key)
+
+    async def aset(self, scope, key, value, *, expires_at=None, session=None):
+        self.set(scope, key, value, expires_at=expires_at)
+
+    async def adelete(self, scope, key, *, session=None):
+        self.delete(scope, key)
+
+    async def aclear(self, scope, *, all_map_indices=False, session=None):
+        self.clear(scope, all_map_indices=all_map_indices)
+"""
+
 BACKENDS = {
     "ignores_expiry": """
 class Broken(MemoryStoreBackend):
@@ -114,40 +154,21 @@ class Broken(MemoryStoreBackend):
         super().cleanup()
 """,
     "eight_methods_only": """
-class Broken:
-    # Airflow's eight methods over a dict, nothing else: no keys(), cleanup() or reference hooks.
-    def __init__(self, *, config=None):
-        self.data = {}
+class Broken(BackendOfEightMethods):
+    \"\"\"No keys(), cleanup() or reference hooks.\"\"\"
+""",
+    "default_hooks": """
+class Broken(BackendOfEightMethods):
+    # Airflow's default reference hooks: the value's JSON is its own "reference".
+    def serialize_task_state_store_to_ref(self, *, value, key, scope):
+        return json.dumps(value)
 
-    def _name(self, scope, key):
-        return scope_path(to_scope(scope)), validate_key(key)
+    serialize_asset_state_store_to_ref = serialize_task_state_store_to_ref
 
-    def get(self, scope, key, *, session=None):
-        value, expires_at = self.data.get(self._name(scope, key), (None, None))
-        return None if expires_at is not None and expires_at <= utcnow() else value
+    def deserialize_task_state_store_from_ref(self, stored):
+        return json.loads(stored)
 
-    def set(self, scope, key, value, *, expires_at=None, session=None):
-        self.data[self._name(scope, key)] = (value, expires_at)
-
-    def delete(self, scope, key, *, session=None):
-        self.data.pop(self._name(scope, key), None)
-
-    def clear(self, scope, *, all_map_indices=False, session=None):
-        path = scope_path(to_scope(scope), all_map_indices=all_map_indices)
-        for name in [n for n in self.data if n[0][: len(path)] == path]:
-            del self.data[name]
-
-    async def aget(self, scope, key, *, session=None):
-        return self.get(scope, key)
-
-    async def aset(self, scope, key, value, *, expires_at=None, session=None):
-        self.set(scope, key, value, expires_at=expires_at)
-
-    async def adelete(self, scope, key, *, session=None):
-        self.delete(scope, key)
-
-    async def aclear(self, scope, *, all_map_indices=False, session=None):
-        self.clear(scope, all_map_indices=all_map_indices)
+    deserialize_asset_state_store_from_ref = deserialize_task_state_store_from_ref
 """,
 }
 DECLARED = """
@@ -182,7 +203,7 @@ def run_suite(
     declared: str = "",
 ) -> tuple[set[str], int, list[str]]:
     """Run the suite against ``BACKENDS[backend]``: failed test names (without parameters), passed count, output."""
-    source = BACKENDS[backend] + declared  # class attributes, after the body of the backend class
+    source = EIGHT_METHODS + BACKENDS[backend] + declared  # class attributes, after the body of the backend class
     pytester.makepyfile(**{f"test_{backend}": HEADER + source + SUITE.format(unsupported=unsupported, bases=bases)})
     result = pytester.runpytest(
         "-q",
@@ -309,7 +330,7 @@ def test_a_capability_without_its_methods_must_be_declared(pytester: pytest.Pyte
         *{f"{name}_async" for name in references},
     }
     assert any(
-        "Broken has no keys(), needed for the 'listing' capability, and does not declare it unsupported" in line
+        "Broken has no keys(), which the 'listing' capability needs, and does not declare 'listing' unsupported" in line
         and "`unsupported_capabilities = {'listing': '<reason>'}` on Broken" in line
         for line in output
     )
@@ -325,3 +346,14 @@ def test_a_backend_of_airflow_s_eight_methods_passes_once_it_declares(pytester: 
     assert failed == set()
     assert any("does not support listing: a dict cannot say" in line for line in output)
     assert passed > 100
+
+
+def test_airflow_s_default_hooks_must_be_declared(pytester: pytest.Pytester) -> None:
+    failed, _, output = run_suite(pytester, "default_hooks", bases="ReferenceSuite")
+    assert failed == {"test_airflow_reference_hooks", "test_airflow_hooks_reject_tampered"}
+    assert any(
+        "Broken returns the value itself from serialize_task_state_store_to_ref()" in line
+        and "and does not declare 'references' unsupported" in line
+        for line in output
+    )
+    assert any("offers references through Airflow's four hooks only" in line for line in output)

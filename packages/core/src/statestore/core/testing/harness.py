@@ -230,12 +230,11 @@ class Subject:
     raw: RawStorage | None
     suite: str
 
-    def fail_undeclared(self, capability: str, missing: list[str], lacks: str = "") -> None:
-        """Fail the test: the backend lacks what ``capability`` needs (``missing`` methods, or ``lacks``) undeclared."""
+    def fail_undeclared(self, capability: str, problem: str) -> None:
+        """Fail the test: the backend falls short of ``capability`` (``problem`` says how) without declaring it."""
         cls = type(self.backend).__name__
-        lacks = lacks or f"has no {', '.join(m + '()' for m in missing)}"
         pytest.fail(
-            f"{cls} {lacks}, needed for the {capability!r} capability, and does not declare it unsupported: "
+            f"{cls} {problem}, and does not declare {capability!r} unsupported: "
             f"implement it, or declare why not with "
             f"`unsupported_capabilities = {{{capability!r}: '<reason>'}}` on {cls} "
             f"(or `unsupported = {{{capability!r}: '<reason>'}}` on {self.suite})",
@@ -254,7 +253,8 @@ class Subject:
         """Fail unless the backend has the public methods ``capability`` needs in the ``flavour`` API."""
         missing = self.missing(capability, flavour)
         if missing:
-            self.fail_undeclared(capability, missing)
+            needed = ", ".join(m + "()" for m in missing)
+            self.fail_undeclared(capability, f"has no {needed}, which the {capability!r} capability needs")
 
 
 class Api:
