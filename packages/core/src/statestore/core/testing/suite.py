@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta, timezone
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
@@ -290,16 +290,7 @@ async def _asset_identity(api: Api, ids: Ids, scope: None) -> None:
 class BasicSuite(SuiteBase):
     """Airflow's four sync methods on task and asset scopes: round trips, deletes, clears, isolation."""
 
-    test_missing_key_is_none = twins(scoped=True)(_missing_key_is_none)[0]
-    test_set_then_get = twins(scoped=True)(_set_then_get)[0]
-    test_overwrite = twins(scoped=True)(_overwrite)[0]
-    test_large_value = twins(scoped=True)(_large_value)[0]
-    test_delete = twins(scoped=True)(_delete)[0]
-    test_clear = twins(scoped=True)(_clear)[0]
-    test_odd_keys = twins(scoped=True)(_odd_keys)[0]
-    test_map_index_isolation = twins()(_map_index_isolation)[0]
-    test_asset_all_map_indices = twins()(_asset_all_map_indices)[0]
-    test_injective = twins()(_injective)[0]
+    # test_missing_key_is_none, test_set_then_get, ...: see _BASIC below
 
     def test_cleanup_runs(self, backend: Any) -> None:
         """cleanup() runs on any store and returns None (Airflow's default) or a CleanupResult."""
@@ -312,16 +303,7 @@ class BasicSuite(SuiteBase):
 class AsyncSuite(SuiteBase):
     """The async twins of :class:`BasicSuite`'s tests, and many concurrent calls in one event loop."""
 
-    test_missing_key_is_none_async = twins(scoped=True)(_missing_key_is_none)[1]
-    test_set_then_get_async = twins(scoped=True)(_set_then_get)[1]
-    test_overwrite_async = twins(scoped=True)(_overwrite)[1]
-    test_large_value_async = twins(scoped=True)(_large_value)[1]
-    test_delete_async = twins(scoped=True)(_delete)[1]
-    test_clear_async = twins(scoped=True)(_clear)[1]
-    test_odd_keys_async = twins(scoped=True)(_odd_keys)[1]
-    test_map_index_isolation_async = twins()(_map_index_isolation)[1]
-    test_asset_all_map_indices_async = twins()(_asset_all_map_indices)[1]
-    test_injective_async = twins()(_injective)[1]
+    # test_missing_key_is_none_async, test_set_then_get_async, ...: see _BASIC below
 
     @needs("async")
     @pytest.mark.asyncio
@@ -334,6 +316,24 @@ class AsyncSuite(SuiteBase):
         assert got == [json.dumps(f"{s}{k}") for s, k in pairs], "concurrent aset/aget lost or mixed values"
         await asyncio.gather(*(backend.adelete(s, k) for s, k in pairs))
         assert await asyncio.gather(*(backend.aget(s, k) for s, k in pairs)) == [None] * len(pairs)
+
+
+_BASIC: Final = {
+    "missing_key_is_none": twins(scoped=True)(_missing_key_is_none),
+    "set_then_get": twins(scoped=True)(_set_then_get),
+    "overwrite": twins(scoped=True)(_overwrite),
+    "large_value": twins(scoped=True)(_large_value),
+    "delete": twins(scoped=True)(_delete),
+    "clear": twins(scoped=True)(_clear),
+    "odd_keys": twins(scoped=True)(_odd_keys),
+    "map_index_isolation": twins()(_map_index_isolation),
+    "asset_all_map_indices": twins()(_asset_all_map_indices),
+    "injective": twins()(_injective),
+}
+"""Airflow's four methods: the sync test of each scenario goes to BasicSuite, the async one to AsyncSuite."""
+for _name, (_sync_test, _async_test) in _BASIC.items():
+    setattr(BasicSuite, f"test_{_name}", _sync_test)
+    setattr(AsyncSuite, f"test_{_name}_async", _async_test)
 
 
 class ExpirySuite(SuiteBase):
