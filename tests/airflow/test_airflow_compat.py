@@ -84,9 +84,9 @@ def test_server_resolver_accepts_our_class(airflow_env: dict[str, str], class_pa
         """
         import importlib, json, os, sys
         import airflow.state
-        imported_before = "statestore.core.base" in sys.modules
-        cls = airflow.state.resolve_state_backend()
         module, _, name = os.environ["AIRFLOW__STATE_STORE__BACKEND"].rpartition(".")
+        imported_before = module in sys.modules  # (statestore.core itself is: Airflow's provider discovery)
+        cls = airflow.state.resolve_state_backend()
         backend = airflow.state.get_state_backend()
         setting = backend.config.setting("state_store", "default_retention_days")
         print(json.dumps({

@@ -54,3 +54,14 @@ def test_listing_and_loading_light_backends_is_light() -> None:
         "available_backends()\nload_backend('memory')\nload_backend('local')"
     )
     assert heavy_modules_after(body) == []
+
+
+def test_airflow_provider_entry_points_are_light() -> None:
+    """Airflow calls every ``get_provider_info`` at startup: none may import a client library or SQLAlchemy."""
+    body = (
+        "from importlib.metadata import entry_points\n"
+        "called = [ep.load()() for ep in entry_points(group='apache_airflow_provider')"
+        " if ep.dist.metadata['Name'].startswith('statestore-')]\n"
+        "assert len(called) == 4, called\n"
+    )
+    assert heavy_modules_after(body) == []

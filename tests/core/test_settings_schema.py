@@ -185,3 +185,29 @@ def test_a_declared_secret_is_masked_whatever_its_name() -> None:
     assert config.section("statestore_s3")["aws_access_key_id"].display_value == "***"
     assert config.setting("statestore_s3", "aws_access_key_id").secret  # type: ignore[union-attr]
     assert not config.setting("statestore_s3", "bucket", "b").secret  # type: ignore[union-attr]
+
+
+def test_inside_airflow_defaults_are_defaults_and_cmd_variants_are_known() -> None:
+    """Airflow hands back our provider defaults and its own empty defaults: both are shown as ``default``;
+    ``<key>_CMD``/``_SECRET`` of a sensitive setting (Airflow's indirections) are not typos."""
+    import configparser
+
+    from statestore.core.config import unknown_settings
+
+    class AirflowLikeConf(configparser.ConfigParser):
+        def getsection(self, section: str) -> dict[str, str] | None:
+            return dict(self[section]) if self.has_section(section) else None
+
+    conf = AirflowLikeConf(interpolation=None)
+    conf.read_string(
+        "[workers]\nstate_store_backend = \n[statestore_redis]\nurl = redis://127.0.0.1:6379/0\npassword_cmd = x\n"
+        "[statestore_s3]\nbucket_cmd = x\n"
+    )
+    environ = {"AIRFLOW__STATESTORE_REDIS__PASSWORD_SECRET": "k", "AIRFLOW__STATESTORE_REDIS__URL_CMD": "x"}
+    config = Config(airflow_conf=conf, environ=environ)
+    assert config.setting("statestore_redis", "url").source == "default"  # type: ignore[union-attr]
+    assert config.setting("workers", "state_backend").source == "default"  # type: ignore[union-attr]
+    assert "password_cmd" not in config.section("statestore_redis")
+    assert unknown_settings(config) == [
+        "unknown key [statestore_s3] bucket_cmd in the Airflow configuration; did you mean [statestore_s3] bucket?"
+    ]

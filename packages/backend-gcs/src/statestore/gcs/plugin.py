@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 from statestore.core.plugins import BackendSpec, hookimpl
-from statestore.core.settings import SettingSpec, object_store_settings
+from statestore.core.settings import SettingSpec, object_store_settings, provider_info
 
 SECTION = "statestore_gcs"
 
@@ -64,6 +64,16 @@ def statestore_backends() -> list[BackendSpec]:
             settings=SETTINGS,
         )
     ]
+
+
+def get_provider_info() -> dict[str, Any]:
+    """The ``apache_airflow_provider`` entry point: ``airflow providers list`` and ``[statestore_gcs]`` defaults."""
+    return provider_info(
+        "statestore-gcs",
+        "statestore Google Cloud Storage",
+        "Google Cloud Storage task-state and asset-state store (server-side and worker-side).",
+        {SECTION: ("statestore's Google Cloud Storage backend (statestore.gcs.GCSStoreBackend).", SETTINGS)},
+    )
 
 
 @hookimpl

@@ -1,12 +1,15 @@
 """The ``statestore.plugins`` entry point of statestore-redis: announces the ``redis`` backend without importing it.
 
-Also declares the ``[statestore_redis]`` settings, once, for the backend and ``state-store config``.
+Also declares the ``[statestore_redis]`` settings, once, for the backend, ``state-store config`` and
+the Airflow provider metadata (``get_provider_info``, the ``apache_airflow_provider`` entry point).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from statestore.core.plugins import BackendSpec, hookimpl
-from statestore.core.settings import SettingSpec
+from statestore.core.settings import SettingSpec, provider_info
 
 SECTION = "statestore_redis"
 SETTINGS = (
@@ -64,3 +67,13 @@ def statestore_backends() -> list[BackendSpec]:
             settings=SETTINGS,
         )
     ]
+
+
+def get_provider_info() -> dict[str, Any]:
+    """The ``apache_airflow_provider`` entry point: ``airflow providers list`` and ``[statestore_redis]`` defaults."""
+    return provider_info(
+        "statestore-redis",
+        "statestore Redis",
+        "Redis task-state and asset-state store (server-side and worker-side): single node, Cluster or Sentinel.",
+        {SECTION: ("statestore's Redis backend (statestore.redis.RedisStoreBackend).", SETTINGS)},
+    )

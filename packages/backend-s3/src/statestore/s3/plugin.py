@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from statestore.core.plugins import BackendSpec, hookimpl
-from statestore.core.settings import SettingSpec, object_store_settings
+from statestore.core.settings import SettingSpec, object_store_settings, provider_info
 
 SECTION = "statestore_s3"
 SSE_MODES = {"none": None, "aes256": "AES256", "sse-s3": "AES256", "aws:kms": "aws:kms", "sse-kms": "aws:kms"}
@@ -59,6 +59,16 @@ def statestore_backends() -> list[BackendSpec]:
             settings=SETTINGS,
         )
     ]
+
+
+def get_provider_info() -> dict[str, Any]:
+    """The ``apache_airflow_provider`` entry point: ``airflow providers list`` and ``[statestore_s3]`` defaults."""
+    return provider_info(
+        "statestore-s3",
+        "statestore S3",
+        "Task-state and asset-state store on Amazon S3 and S3-compatible stores (MinIO, Ceph, R2).",
+        {SECTION: ("statestore's S3 backend (statestore.s3.S3StoreBackend).", SETTINGS)},
+    )
 
 
 @hookimpl

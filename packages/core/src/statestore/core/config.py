@@ -206,7 +206,7 @@ class Config:
         value = self._airflow.get(section, key, fallback=None)
         if value is None or (section, key, value) == _AIRFLOW_OWN_DEFAULT:
             return None
-        spec = _declared(section, key)
+        spec = _declared(*_ALIASES.get((section, key), (section, key)))
         if spec is not None and str(value) == spec.text_default:
             return None  # the default our provider metadata gave Airflow: say "default", not Airflow
 
@@ -277,6 +277,7 @@ class Config:
             if section.startswith(PLUGIN_SECTION_PREFIX) and self._airflow.has_section(section):
                 keys |= {k.lower() for k in self._airflow.getsection(section) or {}}
             keys |= self._env_keys("AIRFLOW", section)
+            keys = {_airflow_key(section, k) for k in keys}
         else:
             if self._file.has_section(section):
                 keys |= set(self._file.options(section))
@@ -388,6 +389,16 @@ def _declared(section: str, key: str) -> SettingSpec | None:
     return declared_settings().get(section, {}).get(key)
 
 
+def _airflow_key(section: str, key: str) -> str:
+    """``password`` for Airflow's ``password_cmd``/``password_secret`` of a sensitive setting; else ``key``.
+
+    Airflow reads a sensitive option from a command or a secrets backend under those names.
+    """
+    base, _, suffix = key.rpartition("_")
+    spec = _declared(section, base) if suffix in ("cmd", "secret") else None
+    return base if spec is not None and (spec.secret or spec.url) else key
+
+
 def declared_settings() -> dict[str, dict[str, SettingSpec]]:
     """Every section statestore knows -> its declared settings by name: the core's and each installed plugin's.
 
@@ -488,7 +499,7 @@ def unknown_settings(config: Config) -> list[str]:
     if config._airflow is not None:
         conf = config._airflow
         for section in (s.lower() for s in conf.sections() if s.lower().startswith(PLUGIN_SECTION_PREFIX)):
-            for key in sorted({k.lower() for k in conf.getsection(section) or {}}):
+            for key in sorted({_airflow_key(section, k.lower()) for k in conf.getsection(section) or {}}):
                 problems.append(_check_entry(known, section, key, "the Airflow configuration", ini) or "")
         prefix, only_plugins = "AIRFLOW", True
     else:
@@ -505,7 +516,8 @@ def unknown_settings(config: Config) -> list[str]:
         if len(parts) != 3 or not all(parts[1:]):
             problems.append(f"environment variable {variable} is not of the form {prefix}__<SECTION>__<KEY>")
             continue
-        problems.append(_check_entry(known, section, parts[2].lower(), "the environment", env(prefix)) or "")
+        key = _airflow_key(section, parts[2].lower()) if only_plugins else parts[2].lower()
+        problems.append(_check_entry(known, section, key, "the environment", env(prefix)) or "")
     return list(dict.fromkeys(p for p in problems if p))
 
 

@@ -3,8 +3,9 @@
 A :class:`SettingSpec` names one key of a section, its type, default, whether it is a secret and a
 one-line doc. A backend keeps a tuple of them (``settings`` on the class and on its ``BackendSpec``);
 from that one tuple come the constructor's values (:func:`resolve`: keyword argument, else
-configuration, else default, then checked), ``state-store config``'s defaults and the warnings
-about unknown keys. This module imports nothing heavy, so plugin modules can use it freely.
+configuration, else default, then checked), ``state-store config``'s defaults, the warnings
+about unknown keys and the Airflow provider metadata (:func:`provider_info`). This module imports
+nothing heavy, so plugin modules and Airflow's provider discovery can use it freely.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from statestore.core.errors import ConfigurationError
 if TYPE_CHECKING:
     from statestore.core.config import Config
 
-__all__ = ["COMPRESSIONS", "SettingSpec", "checked", "object_store_settings", "resolve"]
+__all__ = ["COMPRESSIONS", "SettingSpec", "checked", "object_store_settings", "provider_info", "resolve"]
 
 COMPRESSIONS = ("none", "gzip")
 """Encodings an object store can write (``[statestore_<name>] compression``)."""
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
+_AIRFLOW_TYPES = {str: "string", int: "integer", float: "float", bool: "boolean"}
 _TYPE_RULES = {
     str: "must be a string",
     int: "must be an integer",
@@ -41,7 +43,8 @@ class SettingSpec:
     ``required``, an error naming where to set it). Checks beyond the type: ``minimum`` and
     ``maximum`` for numbers, ``choices`` (lower-case) for strings, or ``check`` with the ``rule``
     its failure prints (``"must be a positive number of seconds"``). ``secret`` values are never
-    shown; ``url`` marks a URL that may carry a password (masked whenever it is shown).
+    shown (Airflow treats them as sensitive); ``url`` marks a URL that may carry a password: masked
+    whenever it is shown, and sensitive to Airflow (so ``AIRFLOW__…__URL_SECRET`` and ``_CMD`` work).
     """
 
     name: str
@@ -198,3 +201,48 @@ def _shown(spec: SettingSpec, value: Any) -> Any:
     if spec.secret:
         return "***"
     return mask_secret(spec.name, value) if isinstance(value, str) else value
+
+
+# -- Airflow provider metadata -----------------------------------------------------------------------------
+
+
+def provider_info(
+    distribution: str, name: str, description: str, sections: Mapping[str, tuple[str, Sequence[SettingSpec]]]
+) -> dict[str, Any]:
+    """The dict an ``apache_airflow_provider`` entry point returns (Airflow's ``provider_info.schema.json``).
+
+    ``sections`` maps an Airflow section name to its description and settings; each setting
+    becomes an option with its type, default (as text), doc and ``sensitive`` flag, so
+    ``airflow config list --defaults`` shows them. Reads only this distribution's metadata.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        versions = [version(distribution)]
+    except PackageNotFoundError:
+        versions = []
+    return {
+        "package-name": distribution,
+        "name": name,
+        "description": description,
+        "versions": versions,
+        "config": {
+            section: {"description": text, "options": {spec.name: _airflow_option(spec) for spec in specs}}
+            for section, (text, specs) in sections.items()
+        },
+    }
+
+
+def _airflow_option(spec: SettingSpec) -> dict[str, Any]:
+    """One option of Airflow's configuration description (``config.yml`` shape)."""
+    doc = spec.doc
+    if spec.choices:
+        doc = f"{doc} ({', '.join(spec.choices)})"
+    return {
+        "description": doc,
+        "version_added": None,
+        "type": _AIRFLOW_TYPES[spec.type],
+        "example": None,
+        "default": spec.text_default,
+        "sensitive": spec.secret or spec.url,
+    }
