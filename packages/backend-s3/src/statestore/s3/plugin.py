@@ -13,7 +13,7 @@ SSE_MODES = {"none": None, "aes256": "AES256", "sse-s3": "AES256", "aws:kms": "a
 """``sse`` values (any case) and the ``ServerSideEncryption`` each requests."""
 SETTINGS = (
     *object_store_settings(SettingSpec("bucket", str, None, "the bucket", required=True)),
-    SettingSpec("endpoint_url", str, None, "an S3-compatible endpoint (MinIO, Ceph, R2); default: AWS", url=True),
+    SettingSpec("endpoint_url", str, None, "an S3-compatible endpoint (MinIO, Ceph, R2); default: AWS"),
     SettingSpec("region_name", str, None, "region; default: boto3's"),
     SettingSpec(
         "addressing_style",
