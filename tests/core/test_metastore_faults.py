@@ -49,13 +49,20 @@ def _in_thread(fn: Callable[[], object]) -> Future[object]:
 
 
 def _blocked_on_lock(url: sa.URL, admin: sa.Connection) -> bool:
-    """True when a session of the backend on ``url`` waits for a row lock."""
+    """True when a session of the backend on ``url`` waits for the asset state row the test holds locked.
+
+    PostgreSQL reports the lock wait itself. MariaDB's ``INNODB_TRX`` does too, but it is a
+    server-wide cache refreshed only once nobody has read it for 0.1 s: polled every 10 ms it
+    can show the same stale rows for ever (it did, on the dependency floors, where the poll
+    started before the write blocked). ``PROCESSLIST`` is live: the backend's upsert of the state
+    row in flight while the test holds that row's lock can only be waiting for it.
+    """
     if url.get_backend_name() == "postgresql":
         sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = :app AND wait_event_type = 'Lock'"
         return bool(admin.execute(sa.text(sql), {"app": url.query["application_name"]}).scalar())
     sql = (
-        "SELECT count(*) FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p "
-        "ON p.ID = t.trx_mysql_thread_id WHERE t.trx_state = 'LOCK WAIT' AND p.DB = :db"
+        "SELECT count(*) FROM information_schema.PROCESSLIST WHERE DB = :db AND COMMAND = 'Query' "
+        "AND INFO LIKE 'INSERT INTO statestore_asset_state %'"
     )
     return bool(admin.execute(sa.text(sql), {"db": url.database}).scalar())
 
