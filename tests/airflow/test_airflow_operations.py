@@ -125,3 +125,59 @@ def test_example_maintenance_dag_cleans_in_airflow(env: dict[str, str]) -> None:
         assert result.returncode == 0, f"airflow {' '.join(argv)}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     assert "statestore clean: removed 3 entries" in result.stdout + result.stderr
     assert json.loads(state_store(env, "task", "list", *TASK, "--json").stdout) == {"kept": "yes"}
+
+
+AIRFLOW_NATIVE = """
+from airflow.state import BaseStoreBackend
+
+
+class CountlessBackend(BaseStoreBackend):
+    \"\"\"A server store written for Airflow alone: the eight methods and a cleanup() that reports nothing.\"\"\"
+
+    rows: dict = {}
+
+    def get(self, scope, key, *, session=None):
+        return self.rows.get((scope, key))
+
+    def set(self, scope, key, value, *, expires_at=None, session=None):
+        self.rows[(scope, key)] = value
+
+    def delete(self, scope, key, *, session=None):
+        self.rows.pop((scope, key), None)
+
+    def clear(self, scope, *, all_map_indices=False, session=None):
+        self.rows.clear()
+
+    async def aget(self, scope, key, *, session=None):
+        return self.get(scope, key)
+
+    async def aset(self, scope, key, value, *, expires_at=None, session=None):
+        self.set(scope, key, value)
+
+    async def adelete(self, scope, key, *, session=None):
+        self.delete(scope, key)
+
+    async def aclear(self, scope, *, all_map_indices=False, session=None):
+        self.clear(scope)
+
+    def cleanup(self):
+        print("CountlessBackend.cleanup ran")
+"""
+
+
+def test_clean_runs_an_airflow_native_server_stores_own_cleanup(env: dict[str, str], tmp_path: Path) -> None:
+    """An Airflow-native server store (not statestore's): clean runs its cleanup, a dry run cannot count."""
+    (tmp_path / "countless.py").write_text(AIRFLOW_NATIVE)
+    env["PYTHONPATH"] = str(tmp_path)
+    env["AIRFLOW__STATE_STORE__BACKEND"] = "countless.CountlessBackend"
+    counted = state_store(env, "clean", "--dry-run")
+    assert counted.returncode == 1
+    assert counted.stderr.startswith(
+        "state-store: error: [state_store] backend is countless.CountlessBackend, which cannot count what clean "
+        "would remove; run clean without --dry-run"
+    ), counted.stderr
+    cleaned = state_store(env, "clean")
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert "CountlessBackend.cleanup ran" in cleaned.stdout
+    assert "countless.CountlessBackend removed its expired entries (it reports no counts)" in cleaned.stdout
+    assert not (tmp_path / "statestore-home").exists(), "no statestore database was made on the side"
