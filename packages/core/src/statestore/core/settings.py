@@ -43,8 +43,9 @@ class SettingSpec:
     ``required``, an error naming where to set it). Checks beyond the type: ``minimum`` and
     ``maximum`` for numbers, ``choices`` (lower-case) for strings, or ``check`` with the ``rule``
     its failure prints (``"must be a positive number of seconds"``). ``secret`` values are never
-    shown (Airflow treats them as sensitive); ``url`` marks a URL that may carry a password: masked
-    whenever it is shown, and sensitive to Airflow (so ``AIRFLOW__…__URL_SECRET`` and ``_CMD`` work).
+    shown (Airflow treats them as sensitive); ``url`` marks a URL that may carry a password, which
+    Airflow then treats as sensitive too (hidden, masked in its logs, readable from ``…_CMD`` and
+    ``…_SECRET``), while statestore shows it with only the password masked.
     """
 
     name: str
