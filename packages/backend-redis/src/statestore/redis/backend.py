@@ -234,6 +234,7 @@ class RedisStoreBackend(PrimitiveStoreBackend):
             self._location = ("cluster " if self.cluster else "") + mask_secret("url", self.url)
         self._location += f" key_prefix={self.key_prefix}"
         self._lock = threading.Lock()
+        self._contexts: dict[str, _Errors] = {}
         self._sync_side: _Side | None = None
         self._async_sides: dict[asyncio.AbstractEventLoop, _Side] = {}
 
@@ -383,8 +384,14 @@ class RedisStoreBackend(PrimitiveStoreBackend):
             await asyncio.wait([side.guard])  # the guard closes the client; its cancellation stays inside it
 
     def _errors(self, operation: str) -> _Errors:
-        """A context turning redis-py errors (left after retries) into ``StorageError``, password masked."""
-        return _Errors(self.location, operation)
+        """A context turning redis-py errors (left after retries) into ``StorageError``, password masked.
+
+        One (stateless) context per operation name, made once: every get/set/delete enters one.
+        """
+        context = self._contexts.get(operation)
+        if context is None:
+            context = self._contexts[operation] = _Errors(self.location, operation)
+        return context
 
     def _check_acked(self, operation: str, acked: int) -> None:
         if acked < self.wait_replicas:
@@ -394,52 +401,56 @@ class RedisStoreBackend(PrimitiveStoreBackend):
                 "lose it); check the replicas, then retry"
             )
 
-    def _run(self, operation: str, script: Any, keys: list[str], args: list[str]) -> Any:
-        """Run a registered script; with ``wait_replicas``, in one pipeline with ``WAIT`` on the same connection."""
-        if not self.wait_replicas:
-            return script(keys=keys, args=args)
-        client = self._sync().client
+    def _forgotten(self, operation: str) -> StorageError:
+        return StorageError(f"Redis {operation} at {self.location}: the server keeps forgetting the script")
+
+    def _run(self, operation: str, script: Any, keys: Sequence[str], args: Sequence[str]) -> Any:
+        """Run a registered script by its SHA1 (``EVALSHA``), loading it again after a ``NOSCRIPT`` reply.
+
+        With ``wait_replicas``, in one pipeline with ``WAIT`` on the same connection. The client's
+        ``evalsha`` is called directly rather than through the ``Script`` object, whose call checks
+        for a pipeline with an ``isinstance`` on a Protocol class: several µs per write.
+        """
+        client = script.registered_client
         for _ in range(2):
-            pipe = client.pipeline(transaction=False)
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-            pipe.wait(self.wait_replicas, int(self.wait_timeout * 1000))
             try:
+                if not self.wait_replicas:
+                    return client.evalsha(script.sha, len(keys), *keys, *args)
+                pipe = client.pipeline(transaction=False)
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                pipe.wait(self.wait_replicas, int(self.wait_timeout * 1000))
                 result, acked = pipe.execute()
             except NoScriptError:
                 script.sha = client.script_load(script.script)
                 continue
             self._check_acked(operation, acked)
             return result
-        raise StorageError(f"Redis {operation} at {self.location}: the server keeps forgetting the script")
+        raise self._forgotten(operation)
 
-    async def _arun(self, operation: str, script: Any, keys: list[str], args: list[str]) -> Any:
+    async def _arun(self, operation: str, script: Any, keys: Sequence[str], args: Sequence[str]) -> Any:
         """Async twin of :meth:`_run`."""
-        if not self.wait_replicas:
-            return await script(keys=keys, args=args)
         client = script.registered_client
         for _ in range(2):
-            pipe = client.pipeline(transaction=False)
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-            pipe.wait(self.wait_replicas, int(self.wait_timeout * 1000))
             try:
+                if not self.wait_replicas:
+                    return await client.evalsha(script.sha, len(keys), *keys, *args)
+                pipe = client.pipeline(transaction=False)
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                pipe.wait(self.wait_replicas, int(self.wait_timeout * 1000))
                 result, acked = await pipe.execute()
             except NoScriptError:
                 script.sha = await client.script_load(script.script)
                 continue
             self._check_acked(operation, acked)
             return result
-        raise StorageError(f"Redis {operation} at {self.location}: the server keeps forgetting the script")
+        raise self._forgotten(operation)
 
     # -- script arguments, shared by sync and async ---------------------------------------------------
 
-    def _set_args(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None) -> list[Any]:
-        return [
-            [self.layout.value_key(scope, key), *self.layout.tracking_keys(scope)],
-            [f"{_expiry_ms(expires_at)}:{value}"],
-        ]
-
-    def _delete_keys(self, scope: StoreScope, key: str) -> list[str]:
-        return [self.layout.value_key(scope, key), *self.layout.tracking_keys(scope)]
+    @staticmethod
+    def _stored(value: str, expires_at: datetime | None) -> tuple[str]:
+        """The ``SET`` script's argument: the string stored, ``<expiry ms or nothing>:<JSON>``."""
+        return (f"{_expiry_ms(expires_at)}:{value}",)
 
     @staticmethod
     def _map_scopes(scope: TaskScope, map_indices: list[bytes]) -> list[TaskScope]:
@@ -458,11 +469,11 @@ class RedisStoreBackend(PrimitiveStoreBackend):
 
     def _set(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
         with self._errors("SET"):
-            self._run("SET", self._sync().set, *self._set_args(scope, key, value, expires_at))
+            self._run("SET", self._sync().set, self.layout.write_keys(scope, key), self._stored(value, expires_at))
 
     def _delete(self, scope: StoreScope, key: str, session: Any) -> None:
         with self._errors("DELETE"):
-            self._run("DELETE", self._sync().delete, self._delete_keys(scope, key), [])
+            self._run("DELETE", self._sync().delete, self.layout.write_keys(scope, key), ())
 
     def _clear_index(self, scope: StoreScope) -> None:
         """Delete the values of one index, CHUNK per script call, until a call finds fewer."""
@@ -516,11 +527,13 @@ class RedisStoreBackend(PrimitiveStoreBackend):
 
     async def _aset(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
         with self._errors("SET"):
-            await self._arun("SET", (await self._async()).set, *self._set_args(scope, key, value, expires_at))
+            await self._arun(
+                "SET", (await self._async()).set, self.layout.write_keys(scope, key), self._stored(value, expires_at)
+            )
 
     async def _adelete(self, scope: StoreScope, key: str, session: Any) -> None:
         with self._errors("DELETE"):
-            await self._arun("DELETE", (await self._async()).delete, self._delete_keys(scope, key), [])
+            await self._arun("DELETE", (await self._async()).delete, self.layout.write_keys(scope, key), ())
 
     async def _aclear_index(self, scope: StoreScope) -> None:
         keys = list(self.layout.tracking_keys(scope))

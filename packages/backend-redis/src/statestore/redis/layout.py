@@ -48,6 +48,13 @@ def _names(prefix: str, scope: StoreScope) -> tuple[str, str, tuple[str, ...]]:
 
 
 _encode_key = lru_cache(maxsize=4096)(encode_segment)
+
+
+@lru_cache(maxsize=4096)
+def _key_names(prefix: str, scope: StoreScope, key: str) -> tuple[str, ...]:
+    """The value key of ``(scope, key)`` followed by the tracking keys of ``scope`` (cached: one lookup per op)."""
+    _, base, tracking = _names(prefix, scope)
+    return (f"{base}/{_encode_key(key)}", *tracking)
 _TASK_INDEX = re.compile(r"(.*\})/-?[0-9]+" + re.escape(INDEX_SUFFIX))
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
@@ -69,7 +76,11 @@ class KeyLayout:
 
     def value_key(self, scope: StoreScope, key: str) -> str:
         """The Redis string holding the value of ``(scope, key)``."""
-        return f"{_names(self.prefix, scope)[1]}/{_encode_key(key)}"
+        return _key_names(self.prefix, scope, key)[0]
+
+    def write_keys(self, scope: StoreScope, key: str) -> tuple[str, ...]:
+        """The keys a write of ``(scope, key)`` touches: its value key, then :meth:`tracking_keys`."""
+        return _key_names(self.prefix, scope, key)
 
     def index_key(self, scope: StoreScope) -> str:
         """The sorted set listing the (encoded) keys of ``scope`` with their expiry."""
