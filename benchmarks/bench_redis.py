@@ -9,7 +9,8 @@ or ``python benchmarks/bench_redis.py``. Parts, each printed as a table:
   pooled client: a connection borrowed per command), and to raw redis-py holding one connection per
   thread; round trips per operation as the server saw them (MONITOR).
 * ``async``: the same with ``redis.asyncio``.
-* ``servertime``: server time per operation from ``INFO commandstats`` on a private redis-server.
+* ``servertime``: server time per operation on a private redis-server: ``INFO commandstats`` time of the
+  commands sent, and server CPU per operation (``INFO cpu``).
 * ``concurrency``: 8 processes x 2 threads against raw redis-py at equal concurrency (total ops/s).
 * ``cluster``: the single-thread workload on a private 3-primary Redis Cluster beside raw ``RedisCluster``.
 * ``clear``: the longest PING round trip of another client while ``clear`` deletes 100,000 keys.
@@ -187,61 +188,93 @@ def table(title: str, rates: dict[tuple[str, str], list[float]], trips: dict[tup
 
 
 def server_time(directory: Path, value: str, count: int = 20_000) -> None:
-    """Server microseconds per operation (INFO commandstats) on a private server: backend vs plain commands."""
+    """Server time per operation on a private server: backend vs plain commands.
+
+    Two figures: ``INFO commandstats`` time of the commands the client sent (a script's
+    ``EVALSHA`` includes the commands it runs, which commandstats also lists on their own: they
+    are not added twice), and the server's CPU time per operation (``INFO cpu``, user + system),
+    which adds reading, parsing and answering the request: what a loaded server pays per request.
+    """
     server = LocalServer(directory / "servertime")
     admin = server.client()
     backend = backend_for(server.url, "st:")
     raw_key = backend.layout.value_key(SCOPE, "k")
-    print(f"\nserver time per operation (INFO commandstats, private redis-server, {count:,} operations each)")
-    print(f"{'operation':<48}{'us/op':>8}{'vs plain':>10}")
-    print("-" * 66)
-    measured: dict[str, float] = {}
+    print(f"\nserver time per operation (private redis-server, {count:,} operations each)")
+    print(f"{'operation':<48}{'us/op':>8}{'vs plain':>10}{'cpu us/op':>11}{'vs plain':>10}")
+    print("-" * 87)
 
-    def measure(label: str, run: Callable[[int], object]) -> float:
+    def snapshot(sent: tuple[str, ...]) -> tuple[float, float]:
+        """(µs of the ``sent`` commands so far, server CPU seconds so far)."""
+        stats = admin.info("commandstats")
+        info = admin.info("cpu")
+        usec = sum(stats[f"cmdstat_{name}"]["usec"] for name in sent if f"cmdstat_{name}" in stats)
+        return usec, float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    def measure(
+        sent: tuple[str, ...], run: Callable[[int], object], prepare: Callable[[], object] | None = None
+    ) -> tuple[float, float]:
+        """Median over three passes of (commandstats µs, CPU µs) per ``run``, in blocks of 1,000 after ``prepare``."""
         for i in range(200):  # warm up: scripts loaded, keys created
             run(i)
-        admin.config_resetstat()
-        for i in range(count):
-            run(i)
-        stats = admin.info("commandstats")
-        usec = sum(v["usec"] for k, v in stats.items() if "config" not in k and "info" not in k)
-        measured[label] = usec / count
-        return measured[label]
+        passes = []
+        for _ in range(3):
+            usec = used = 0.0
+            for block in range(0, count, 1000):
+                if prepare is not None:
+                    prepare()
+                before = snapshot(sent)
+                for i in range(block, block + 1000):
+                    run(i)
+                after = snapshot(sent)
+                usec, used = usec + after[0] - before[0], used + after[1] - before[1]
+            passes.append((usec / count, used * 1e6 / count))
+        return statistics.median(p[0] for p in passes), statistics.median(p[1] for p in passes)
 
     plain = {
-        "set": measure("plain SET", lambda i: admin.set(f"{raw_key}{i % 1000}", value)),
-        "get": measure("plain GET", lambda i: admin.get(f"{raw_key}{i % 1000}")),
+        "set": measure(("set",), lambda i: admin.set(f"{raw_key}{i % 1000}", value)),
+        "get": measure(("get",), lambda i: admin.get(f"{raw_key}{i % 1000}")),
     }
     later = datetime.now(timezone.utc) + timedelta(days=30)
+
+    def line(label: str, measured: tuple[float, float], base: tuple[float, float]) -> None:
+        (usec, cpu_usec), (plain_usec, plain_cpu) = measured, base
+        print(f"{label:<48}{usec:>8.2f}{usec / plain_usec:>9.1f}x{cpu_usec:>11.2f}{cpu_usec / plain_cpu:>9.1f}x")
+
+    def moving_expiry(i: int) -> None:
+        backend.set(SCOPE, KEYS[i % 1000], value, expires_at=datetime.now(timezone.utc) + timedelta(days=30))
+
     rows = [
         ("backend set (overwrite, never expires)", "set", lambda i: backend.set(SCOPE, KEYS[i % 1000], value)),
         (
-            "backend set (overwrite, 30-day expiry)",
+            "backend set (overwrite, same 30-day expiry)",
             "set",
             lambda i: backend.set(SCOPE, KEYS[i % 1000], value, expires_at=later),
         ),
+        ("backend set (overwrite, expiry now + 30 days)", "set", moving_expiry),
         ("backend get", "get", lambda i: backend.get(SCOPE, KEYS[i % 1000])),
     ]
     for label, kind, run in rows:
-        usec = measure(label, run)
-        print(f"{label:<48}{usec:>8.2f}{usec / plain[kind]:>9.1f}x")
-    for label in ("plain SET", "plain GET"):
-        print(f"{label:<48}{measured[label]:>8.2f}{1:>9.1f}x")
+        line(label, measure(("evalsha", "get"), run), plain[kind])
+    line("plain SET", plain["set"], plain["set"])
+    line("plain GET", plain["get"], plain["get"])
 
-    def set_then_delete(i: int) -> None:
-        backend.set(SCOPE, KEYS[i % 1000], value)
-        backend.delete(SCOPE, KEYS[i % 1000])
+    def fill_backend() -> None:
+        for key in KEYS:
+            backend.set(SCOPE, key, value)
 
-    both = measure("set + delete", set_then_delete)
-    delete = both - measured["backend set (overwrite, never expires)"]
-    admin.config_resetstat()
-    for i in range(count):
-        admin.set(f"{raw_key}{i % 1000}", value)
-        admin.delete(f"{raw_key}{i % 1000}")
-    stats = admin.info("commandstats")
-    plain_delete = stats["cmdstat_del"]["usec"] / count
-    print(f"{'backend delete (of an existing key)':<48}{delete:>8.2f}{delete / plain_delete:>9.1f}x")
-    print(f"{'plain DEL':<48}{plain_delete:>8.2f}{1:>9.1f}x")
+    def fill_plain() -> None:
+        pipe = admin.pipeline(transaction=False)
+        for i in range(1000):
+            pipe.set(f"{raw_key}{i}", value)
+        pipe.execute()
+
+    plain_delete = measure(("del",), lambda i: admin.delete(f"{raw_key}{i % 1000}"), fill_plain)
+    line(
+        "backend delete (of an existing key)",
+        measure(("evalsha",), backend_calls(backend, value)["delete"], fill_backend),
+        plain_delete,
+    )
+    line("plain DEL (of an existing key)", plain_delete, plain_delete)
     backend.close()
     admin.close()
     server.stop()

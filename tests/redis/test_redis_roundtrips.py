@@ -137,3 +137,33 @@ def test_a_page_of_rows_is_one_round_trip(backend: RedisStoreBackend, counted: C
     counted.take()
     assert backend.get_many(pairs) == [f'"{key}"' if i % 2 == 0 else None for i, (_, key) in enumerate(pairs)]
     assert counted.take().sent == Counter({"get": 50})
+
+
+def expiry_times(admin: redis.Redis, backend: RedisStoreBackend, scope: TaskScope) -> list[int]:
+    layout = backend.layout
+    return [admin.pexpiretime(name) for name in (layout.value_key(scope, "k"), *layout.tracking_keys(scope))]
+
+
+def test_an_overwrite_keeping_its_expiry_runs_two_commands(
+    backend: RedisStoreBackend, counted: CommandCounter, admin: redis.Redis
+) -> None:
+    """The common overwrite (same expiry, or never) is SET + ZSCORE in the script; other writes keep the index exact."""
+    scope = TaskScope("dag", "run", "task", 2)
+    later = utcnow() + timedelta(days=1)
+    backend.set(scope, "k", '"v"', expires_at=later)
+    counted.take()
+    before = expiry_times(admin, backend, scope)
+    backend.set(scope, "k", '"w"', expires_at=later)
+    assert counted.take().scripted == Counter({"zscore": 1, "set": 1})
+    assert expiry_times(admin, backend, scope) == before
+    backend.set(scope, "k", '"x"', expires_at=later + timedelta(hours=1))  # moved later: index and maps follow
+    assert expiry_times(admin, backend, scope) == [before[0] + 3_600_000] * 3
+    backend.set(scope, "k", '"y"', expires_at=later)  # brought forward: re-derived exactly
+    assert expiry_times(admin, backend, scope) == before
+    backend.set(scope, "k", '"z"')  # never: everything persists
+    assert expiry_times(admin, backend, scope) == [-1, -1, -1]
+    counted.take()
+    backend.set(scope, "k", '"z"')
+    assert counted.take().scripted == Counter({"zscore": 1, "set": 1})
+    assert backend.get(scope, "k") == '"z"'
+    assert backend.keys(scope) == ["k"]

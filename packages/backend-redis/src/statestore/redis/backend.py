@@ -97,6 +97,17 @@ def _parse_sentinels(text: str) -> list[tuple[str, int]]:
     return addresses
 
 
+_REDIS_ERRORS = (redis.RedisError, RedisClusterException)
+
+
+def _storage_error(location: str, operation: str, exc: BaseException) -> StorageError:
+    """The ``StorageError`` for a redis-py error left after retries: operation, server, cause (password masked)."""
+    return StorageError(
+        f"Redis {operation} failed at {location}: {type(exc).__name__}: {mask_secret('url', str(exc))}. "
+        f"Check that the server is reachable and the [{SECTION}] settings are right."
+    )
+
+
 class _Errors:
     """Turns a redis-py error into ``StorageError`` naming the operation and the server (a plain class: cheap)."""
 
@@ -112,12 +123,8 @@ class _Errors:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if isinstance(exc, (redis.RedisError, RedisClusterException)):
-            raise StorageError(
-                f"Redis {self.operation} failed at {self.location}: "
-                f"{type(exc).__name__}: {mask_secret('url', str(exc))}. "
-                f"Check that the server is reachable and the [{SECTION}] settings are right."
-            ) from exc
+        if isinstance(exc, _REDIS_ERRORS):
+            raise _storage_error(self.location, self.operation, exc) from exc
 
 
 def _pools(client: Any) -> list[Any]:
@@ -234,7 +241,6 @@ class RedisStoreBackend(PrimitiveStoreBackend):
             self._location = ("cluster " if self.cluster else "") + mask_secret("url", self.url)
         self._location += f" key_prefix={self.key_prefix}"
         self._lock = threading.Lock()
-        self._contexts: dict[str, _Errors] = {}
         self._sync_side: _Side | None = None
         self._async_sides: dict[asyncio.AbstractEventLoop, _Side] = {}
 
@@ -386,12 +392,13 @@ class RedisStoreBackend(PrimitiveStoreBackend):
     def _errors(self, operation: str) -> _Errors:
         """A context turning redis-py errors (left after retries) into ``StorageError``, password masked.
 
-        One (stateless) context per operation name, made once: every get/set/delete enters one.
+        get/set/delete catch the errors themselves (``_failed``): a ``try`` costs nothing until
+        something fails, a ``with`` two Python calls per operation.
         """
-        context = self._contexts.get(operation)
-        if context is None:
-            context = self._contexts[operation] = _Errors(self.location, operation)
-        return context
+        return _Errors(self.location, operation)
+
+    def _failed(self, operation: str, exc: BaseException) -> StorageError:
+        return _storage_error(self.location, operation, exc)
 
     def _check_acked(self, operation: str, acked: int) -> None:
         if acked < self.wait_replicas:
@@ -450,7 +457,7 @@ class RedisStoreBackend(PrimitiveStoreBackend):
     @staticmethod
     def _stored(value: str, expires_at: datetime | None) -> tuple[str]:
         """The ``SET`` script's argument: the string stored, ``<expiry ms or nothing>:<JSON>``."""
-        return (f"{_expiry_ms(expires_at)}:{value}",)
+        return (":" + value,) if expires_at is None else (f"{_expiry_ms(expires_at)}:{value}",)
 
     @staticmethod
     def _map_scopes(scope: TaskScope, map_indices: list[bytes]) -> list[TaskScope]:
@@ -463,17 +470,29 @@ class RedisStoreBackend(PrimitiveStoreBackend):
 
     # -- sync primitives ------------------------------------------------------------------------------
 
+    # get/set/delete are the hot path: no work beyond naming the keys (the public methods validated
+    # the arguments), and the error translation of ``_errors`` as a ``try`` (free until it fails).
+
     def _get(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
-        with self._errors("GET"):
-            return _entry(self._sync().client.get(self.layout.value_key(scope, key)))
+        try:
+            raw = (self._sync_side or self._sync()).client.get(self.layout.value_key(scope, key))
+        except _REDIS_ERRORS as exc:
+            raise self._failed("GET", exc) from exc
+        return _entry(raw)
 
     def _set(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
-        with self._errors("SET"):
-            self._run("SET", self._sync().set, self.layout.write_keys(scope, key), self._stored(value, expires_at))
+        side = self._sync_side or self._sync()
+        try:
+            self._run("SET", side.set, self.layout.write_keys(scope, key), self._stored(value, expires_at))
+        except _REDIS_ERRORS as exc:
+            raise self._failed("SET", exc) from exc
 
     def _delete(self, scope: StoreScope, key: str, session: Any) -> None:
-        with self._errors("DELETE"):
-            self._run("DELETE", self._sync().delete, self.layout.write_keys(scope, key), ())
+        side = self._sync_side or self._sync()
+        try:
+            self._run("DELETE", side.delete, self.layout.write_keys(scope, key), ())
+        except _REDIS_ERRORS as exc:
+            raise self._failed("DELETE", exc) from exc
 
     def _clear_index(self, scope: StoreScope) -> None:
         """Delete the values of one index, CHUNK per script call, until a call finds fewer."""
@@ -522,18 +541,26 @@ class RedisStoreBackend(PrimitiveStoreBackend):
     # -- async primitives -----------------------------------------------------------------------------
 
     async def _aget(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
-        with self._errors("GET"):
-            return _entry(await (await self._async()).client.get(self.layout.value_key(scope, key)))
+        side = await self._async()
+        try:
+            raw = await side.client.get(self.layout.value_key(scope, key))
+        except _REDIS_ERRORS as exc:
+            raise self._failed("GET", exc) from exc
+        return _entry(raw)
 
     async def _aset(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
-        with self._errors("SET"):
-            await self._arun(
-                "SET", (await self._async()).set, self.layout.write_keys(scope, key), self._stored(value, expires_at)
-            )
+        side = await self._async()
+        try:
+            await self._arun("SET", side.set, self.layout.write_keys(scope, key), self._stored(value, expires_at))
+        except _REDIS_ERRORS as exc:
+            raise self._failed("SET", exc) from exc
 
     async def _adelete(self, scope: StoreScope, key: str, session: Any) -> None:
-        with self._errors("DELETE"):
-            await self._arun("DELETE", (await self._async()).delete, self.layout.write_keys(scope, key), ())
+        side = await self._async()
+        try:
+            await self._arun("DELETE", side.delete, self.layout.write_keys(scope, key), ())
+        except _REDIS_ERRORS as exc:
+            raise self._failed("DELETE", exc) from exc
 
     async def _aclear_index(self, scope: StoreScope) -> None:
         keys = list(self.layout.tracking_keys(scope))

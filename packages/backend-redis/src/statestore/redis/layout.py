@@ -55,6 +55,8 @@ def _key_names(prefix: str, scope: StoreScope, key: str) -> tuple[str, ...]:
     """The value key of ``(scope, key)`` followed by the tracking keys of ``scope`` (cached: one lookup per op)."""
     _, base, tracking = _names(prefix, scope)
     return (f"{base}/{_encode_key(key)}", *tracking)
+
+
 _TASK_INDEX = re.compile(r"(.*\})/-?[0-9]+" + re.escape(INDEX_SUFFIX))
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 

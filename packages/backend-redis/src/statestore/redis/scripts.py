@@ -83,13 +83,17 @@ SET = (
 -- KEYS: value, index[, maps]  ARGV: '<expiry in epoch ms, or nothing>:<JSON>'
 local expire_at = string.match(ARGV[1], '^(%d*):')
 local member = string.sub(KEYS[1], #base_of(KEYS[2]) + 2)
+local old = redis.call('ZSCORE', KEYS[2], member)
 if expire_at == '' then
   redis.call('SET', KEYS[1], ARGV[1])
   expire_at = 'inf'
 else
   redis.call('SET', KEYS[1], ARGV[1], 'PXAT', expire_at)
 end
-local old = expire_at ~= 'inf' and redis.call('ZSCORE', KEYS[2], member)
+-- Listed with the same expiry (an overwrite that keeps it): the index and the map-index set
+-- already cover it. Scores read back as written (integers of ms, or 'inf'); any other spelling
+-- just takes the general path below.
+if old == expire_at then return 1 end
 if old and score(expire_at) < score(old) then  -- an expiry brought forward: re-derive exactly
   redis.call('ZADD', KEYS[2], expire_at, member)
   track(KEYS[2], KEYS[3])
