@@ -411,7 +411,7 @@ class RedisStoreBackend(PrimitiveStoreBackend):
     def _forgotten(self, operation: str) -> StorageError:
         return StorageError(f"Redis {operation} at {self.location}: the server keeps forgetting the script")
 
-    def _run(self, operation: str, script: Any, keys: Sequence[str], args: Sequence[str]) -> Any:
+    def _run(self, operation: str, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run a registered script by its SHA1 (``EVALSHA``), loading it again after a ``NOSCRIPT`` reply.
 
         With ``wait_replicas``, in one pipeline with ``WAIT`` on the same connection. The client's
@@ -434,7 +434,7 @@ class RedisStoreBackend(PrimitiveStoreBackend):
             return result
         raise self._forgotten(operation)
 
-    async def _arun(self, operation: str, script: Any, keys: Sequence[str], args: Sequence[str]) -> Any:
+    async def _arun(self, operation: str, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Async twin of :meth:`_run`."""
         client = script.registered_client
         for _ in range(2):
@@ -455,9 +455,9 @@ class RedisStoreBackend(PrimitiveStoreBackend):
     # -- script arguments, shared by sync and async ---------------------------------------------------
 
     @staticmethod
-    def _stored(value: str, expires_at: datetime | None) -> tuple[str]:
-        """The ``SET`` script's argument: the string stored, ``<expiry ms or nothing>:<JSON>``."""
-        return (":" + value,) if expires_at is None else (f"{_expiry_ms(expires_at)}:{value}",)
+    def _stored(value: str, expires_at: datetime | None) -> tuple[bytes]:
+        """The ``SET`` script's argument: the string stored, ``<expiry ms or nothing>:<JSON>``, as UTF-8."""
+        return ((":" + value).encode() if expires_at is None else f"{_expiry_ms(expires_at)}:{value}".encode(),)
 
     @staticmethod
     def _map_scopes(scope: TaskScope, map_indices: list[bytes]) -> list[TaskScope]:
@@ -475,7 +475,7 @@ class RedisStoreBackend(PrimitiveStoreBackend):
 
     def _get(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
         try:
-            raw = (self._sync_side or self._sync()).client.get(self.layout.value_key(scope, key))
+            raw = (self._sync_side or self._sync()).client.get(self.layout.command_keys(scope, key)[0])
         except _REDIS_ERRORS as exc:
             raise self._failed("GET", exc) from exc
         return _entry(raw)
@@ -483,14 +483,14 @@ class RedisStoreBackend(PrimitiveStoreBackend):
     def _set(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
         side = self._sync_side or self._sync()
         try:
-            self._run("SET", side.set, self.layout.write_keys(scope, key), self._stored(value, expires_at))
+            self._run("SET", side.set, self.layout.command_keys(scope, key), self._stored(value, expires_at))
         except _REDIS_ERRORS as exc:
             raise self._failed("SET", exc) from exc
 
     def _delete(self, scope: StoreScope, key: str, session: Any) -> None:
         side = self._sync_side or self._sync()
         try:
-            self._run("DELETE", side.delete, self.layout.write_keys(scope, key), ())
+            self._run("DELETE", side.delete, self.layout.command_keys(scope, key), ())
         except _REDIS_ERRORS as exc:
             raise self._failed("DELETE", exc) from exc
 
@@ -543,7 +543,7 @@ class RedisStoreBackend(PrimitiveStoreBackend):
     async def _aget(self, scope: StoreScope, key: str, session: Any) -> StoredEntry | None:
         side = await self._async()
         try:
-            raw = await side.client.get(self.layout.value_key(scope, key))
+            raw = await side.client.get(self.layout.command_keys(scope, key)[0])
         except _REDIS_ERRORS as exc:
             raise self._failed("GET", exc) from exc
         return _entry(raw)
@@ -551,14 +551,14 @@ class RedisStoreBackend(PrimitiveStoreBackend):
     async def _aset(self, scope: StoreScope, key: str, value: str, expires_at: datetime | None, session: Any) -> None:
         side = await self._async()
         try:
-            await self._arun("SET", side.set, self.layout.write_keys(scope, key), self._stored(value, expires_at))
+            await self._arun("SET", side.set, self.layout.command_keys(scope, key), self._stored(value, expires_at))
         except _REDIS_ERRORS as exc:
             raise self._failed("SET", exc) from exc
 
     async def _adelete(self, scope: StoreScope, key: str, session: Any) -> None:
         side = await self._async()
         try:
-            await self._arun("DELETE", side.delete, self.layout.write_keys(scope, key), ())
+            await self._arun("DELETE", side.delete, self.layout.command_keys(scope, key), ())
         except _REDIS_ERRORS as exc:
             raise self._failed("DELETE", exc) from exc
 

@@ -51,10 +51,14 @@ _encode_key = lru_cache(maxsize=4096)(encode_segment)
 
 
 @lru_cache(maxsize=4096)
-def _key_names(prefix: str, scope: StoreScope, key: str) -> tuple[str, ...]:
-    """The value key of ``(scope, key)`` followed by the tracking keys of ``scope`` (cached: one lookup per op)."""
+def _command_keys(prefix: str, scope: StoreScope, key: str) -> tuple[bytes, ...]:
+    """The value key of ``(scope, key)`` then the tracking keys of ``scope``, UTF-8 encoded (cached).
+
+    get/set/delete send these: one cache lookup names them all, and redis-py passes bytes on as they
+    are (a ``str`` argument goes through its type checks and encoding on every command).
+    """
     _, base, tracking = _names(prefix, scope)
-    return (f"{base}/{_encode_key(key)}", *tracking)
+    return tuple(name.encode() for name in (f"{base}/{_encode_key(key)}", *tracking))
 
 
 _TASK_INDEX = re.compile(r"(.*\})/-?[0-9]+" + re.escape(INDEX_SUFFIX))
@@ -78,11 +82,11 @@ class KeyLayout:
 
     def value_key(self, scope: StoreScope, key: str) -> str:
         """The Redis string holding the value of ``(scope, key)``."""
-        return _key_names(self.prefix, scope, key)[0]
+        return f"{_names(self.prefix, scope)[1]}/{_encode_key(key)}"
 
-    def write_keys(self, scope: StoreScope, key: str) -> tuple[str, ...]:
-        """The keys a write of ``(scope, key)`` touches: its value key, then :meth:`tracking_keys`."""
-        return _key_names(self.prefix, scope, key)
+    def command_keys(self, scope: StoreScope, key: str) -> tuple[bytes, ...]:
+        """:meth:`value_key`, then :meth:`tracking_keys` (what a write touches), as the bytes sent to Redis."""
+        return _command_keys(self.prefix, scope, key)
 
     def index_key(self, scope: StoreScope) -> str:
         """The sorted set listing the (encoded) keys of ``scope`` with their expiry."""
