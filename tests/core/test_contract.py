@@ -222,3 +222,14 @@ def test_backend_classes_are_exported_and_lazy() -> None:
 
 def test_no_import_hook_is_installed() -> None:
     assert not [f for f in sys.meta_path if type(f).__module__.startswith("statestore")]
+
+
+def test_a_wrapped_backend_keeps_its_declared_opt_outs(config: Config) -> None:
+    """The conformance suite run through StateStore sees what the backend itself declared."""
+
+    class Declaring(DuckTyped):
+        unsupported_capabilities = {"listing": "no keys() method"}
+
+    store = StateStore(backend=Declaring(), config=config)
+    assert store.backend.unsupported_capabilities == {"listing": "no keys() method"}
+    assert StateStore(backend=DuckTyped(), config=config).backend.unsupported_capabilities == {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from statestore.core import airflow_compat
@@ -93,6 +94,12 @@ class ForeignBackend(BaseStoreBackend):
 
     def __repr__(self) -> str:
         return f"ForeignBackend({self.wrapped!r})"
+
+    @property
+    def unsupported_capabilities(self) -> Mapping[str, str]:
+        """The wrapped backend's declared conformance-suite opt-outs (none when it declares none)."""
+        declared = getattr(self.wrapped, "unsupported_capabilities", None)
+        return declared if isinstance(declared, Mapping) else {}
 
     @property
     def location(self) -> str | None:
