@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import json
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -228,7 +228,7 @@ def test_a_wrapped_backend_keeps_its_declared_opt_outs(config: Config) -> None:
     """The conformance suite run through StateStore sees what the backend itself declared."""
 
     class Declaring(DuckTyped):
-        unsupported_capabilities = {"listing": "no keys() method"}
+        unsupported_capabilities: ClassVar[dict[str, str]] = {"listing": "no keys() method"}
 
     store = StateStore(backend=Declaring(), config=config)
     assert store.backend.unsupported_capabilities == {"listing": "no keys() method"}
