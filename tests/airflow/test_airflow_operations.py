@@ -181,3 +181,34 @@ def test_clean_runs_an_airflow_native_server_stores_own_cleanup(env: dict[str, s
     assert "CountlessBackend.cleanup ran" in cleaned.stdout
     assert "countless.CountlessBackend removed its expired entries (it reports no counts)" in cleaned.stdout
     assert not (tmp_path / "statestore-home").exists(), "no statestore database was made on the side"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="with Airflow's own [state_store] backend, StateStore inside Airflow keeps its rows in statestore's "
+    "metastore while reconcile judges the shared worker namespace against Airflow's database",
+)
+def test_a_value_written_through_statestore_inside_airflow_survives_reconcile(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A StateStore set in an Airflow process with a worker backend, then ``state-store --airflow reconcile``."""
+    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{tmp_path / 'airflow.db'}"
+    env["AIRFLOW__WORKERS__STATE_STORE_BACKEND"] = "statestore.core.backends.local.LocalStoreBackend"
+    env["AIRFLOW__STATESTORE_LOCAL__PATH"] = str(tmp_path / "objects")
+    migrated = subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, capture_output=True, timeout=300)
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    job = "from statestore.core import StateStore\nts = StateStore.from_config().task_store('d', 'r', 't')\n"
+    written = subprocess.run(
+        [sys.executable, "-c", f"import airflow.configuration\n{job}ts.set('job', 'j-1')"], env=env, timeout=180
+    )
+    assert written.returncode == 0
+    reconciled = state_store(env, "reconcile", "--grace-minutes", "0", "--json")
+    assert reconciled.returncode == 0, reconciled.stderr
+    read = subprocess.run(
+        [sys.executable, "-c", f"import airflow.configuration\n{job}print(ts.get('job'))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert read.stdout.strip().splitlines()[-1] == "j-1", f"reconcile discarded a live value: {reconciled.stdout}"
