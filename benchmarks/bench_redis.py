@@ -1,13 +1,16 @@
 """RedisStoreBackend (and StateStore accessors on it) beside raw redis-py with the same connection model.
 
 Usage: ``nox -s bench -- redis [--ops N] [--rounds R] [--payload-bytes B] [--url URL] [--skip PART ...]``
-or ``python benchmarks/bench_redis.py``. Parts, each printed as a table:
+or ``python benchmarks/bench_redis.py``; ``--only backend:set --count N`` runs just N operations (for
+``valgrind --tool=callgrind``: instructions per operation from the difference of two counts). Parts,
+each printed as a table:
 
 * ``single``: one thread, set/get/delete in ``--rounds`` interleaved blocks of ``--ops`` sequential
   operations per variant (so that load from other processes hits all alike); median and best ops/s
   and the median of the per-block ratios to raw redis-py with the backend's connection model (a
   pooled client: a connection borrowed per command), and to raw redis-py holding one connection per
-  thread; round trips per operation as the server saw them (MONITOR).
+  thread; round trips per operation as the server saw them (MONITOR); the client's CPU time per
+  operation.
 * ``async``: the same with ``redis.asyncio``.
 * ``servertime``: server time per operation on a private redis-server: ``INFO commandstats`` time of the
   commands sent, and server CPU per operation (``INFO cpu``).
@@ -113,18 +116,27 @@ def sync_variants(url: str, prefix: str, value: str) -> tuple[list[Variant], lis
     return variants, [pooled.close, per_thread.close, backend.close, accessor_backend.close]
 
 
-def block_rates(variants: list[Variant], ops: int, rounds: int) -> dict[tuple[str, str], list[float]]:
-    """ops/s of each variant in each of ``rounds`` interleaved blocks of ``ops`` operations."""
-    rates: dict[tuple[str, str], list[float]] = {}
+Rates = dict[tuple[str, str], list[float]]
+
+
+def block_rates(variants: list[Variant], ops: int, rounds: int) -> tuple[Rates, Rates]:
+    """ops/s, and this process's CPU µs per op, of each variant in each of ``rounds`` interleaved blocks.
+
+    The CPU time (user + system, ``time.process_time``) is the client's own cost per operation,
+    much less sensitive to the machine's load than the wall-clock rate.
+    """
+    rates: Rates = {}
+    cpu: Rates = {}
     for _ in range(rounds):
         for op in OPS:
             for variant in variants:
                 call = variant.calls[op]
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 for i in range(ops):
                     call(i)
+                cpu.setdefault((variant.name, op), []).append((time.process_time() - cpu_start) * 1e6 / ops)
                 rates.setdefault((variant.name, op), []).append(ops / (time.perf_counter() - start))
-    return rates
+    return rates, cpu
 
 
 def round_trips(url: str, variants: list[Variant], sample: int = 200) -> dict[tuple[str, str], float]:
@@ -168,15 +180,18 @@ async def async_rates(url: str, prefix: str, value: str, ops: int, rounds: int) 
     return rates
 
 
-def table(title: str, rates: dict[tuple[str, str], list[float]], trips: dict[tuple[str, str], float] | None) -> None:
+def table(
+    title: str, rates: Rates, trips: dict[tuple[str, str], float] | None = None, cpu: Rates | None = None
+) -> None:
     """Median ops/s per variant and the medians of the per-block ratios to the raw client(s) (paired blocks)."""
     names = list(dict.fromkeys(name for name, _ in rates))
     baselines = [name for name in names if name.startswith("raw")]
     print(f"\n{title}")
     header = f"{'client':<26}{'op':<8}{'median ops/s':>14}{'best ops/s':>12}"
     header += "".join(f"{'vs ' + ('pooled' if '1 conn' not in b else '1 conn'):>11}" for b in baselines)
-    print(header + (f"{'round trips/op':>16}" if trips else ""))
-    print("-" * (len(header) + (16 if trips else 0)))
+    header += (f"{'round trips/op':>16}" if trips else "") + (f"{'client CPU us/op':>18}" if cpu else "")
+    print(header)
+    print("-" * len(header))
     for op in OPS:
         for name in names:
             blocks = rates[name, op]
@@ -184,7 +199,8 @@ def table(title: str, rates: dict[tuple[str, str], list[float]], trips: dict[tup
             for baseline in baselines:
                 ratio = statistics.median(a / b for a, b in zip(blocks, rates[baseline, op], strict=True))
                 line += f"{ratio:>10.2f}x"
-            print(line + (f"{trips[name, op]:>16.2f}" if trips else ""))
+            line += f"{trips[name, op]:>16.2f}" if trips else ""
+            print(line + (f"{statistics.median(cpu[name, op]):>18.1f}" if cpu else ""))
 
 
 def server_time(directory: Path, value: str, count: int = 20_000) -> None:
@@ -350,7 +366,8 @@ def cluster(directory: Path, value: str, ops: int, rounds: int) -> None:
             Variant("raw RedisCluster", "", raw_calls(raw, backend.layout.value_key(SCOPE, "k"), value)),
             Variant("RedisStoreBackend cluster", "", backend_calls(backend, value)),
         ]
-        table("Redis Cluster (3 primaries, private redis-server processes)", block_rates(variants, ops, rounds), None)
+        rates, cpu = block_rates(variants, ops, rounds)
+        table("Redis Cluster (3 primaries, private redis-server processes)", rates, cpu=cpu)
         raw.close()
         backend.close()
     finally:
@@ -446,6 +463,19 @@ def cleanup(url: str, prefix: str) -> None:
     client.close()
 
 
+def only(url: str, prefix: str, value: str, which: str, count: int) -> None:
+    """``count`` operations of one client and op, nothing printed: the difference of two counts, run under
+    ``valgrind --tool=callgrind``, is the instructions per operation (set-up cancels out)."""
+    client, op = which.split(":")
+    variants, closers = sync_variants(url, prefix, value)
+    call = variants[0 if client == "raw" else 2].calls[op]
+    for i in range(count):
+        call(i)
+    for close in closers:
+        close()
+    cleanup(url, prefix)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("STATESTORE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
@@ -454,9 +484,19 @@ def main() -> None:
     parser.add_argument("--payload-bytes", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=5, help="length of each concurrency run")
     parser.add_argument("--skip", nargs="*", default=[], choices=PARTS, help="parts to leave out")
+    parser.add_argument(
+        "--only",
+        metavar="CLIENT:OP",
+        choices=[f"{client}:{op}" for client in ("raw", "backend") for op in OPS],
+        help="run just --count operations of raw redis-py (pooled) or the backend, for a profiler or valgrind",
+    )
+    parser.add_argument("--count", type=int, default=1000, help="operations of --only")
     args = parser.parse_args()
     prefix = f"ssbench:{secrets.token_hex(4)}:"
     value = payload(args.payload_bytes)
+    if args.only:
+        only(args.url, prefix, value, args.only, args.count)
+        return
     with redis.Redis.from_url(args.url) as info:
         version = info.info("server")["redis_version"]
     print(f"Redis {version} at {args.url}; redis-py {redis.__version__}; {os.cpu_count()} CPUs")
@@ -466,12 +506,12 @@ def main() -> None:
         try:
             if "single" not in args.skip:
                 variants, closers = sync_variants(args.url, prefix, value)
-                rates = block_rates(variants, args.ops, args.rounds)
-                table("single node, one thread", rates, round_trips(args.url, variants))
+                rates, cpu = block_rates(variants, args.ops, args.rounds)
+                table("single node, one thread", rates, round_trips(args.url, variants), cpu)
                 for close in closers:
                     close()
             if "async" not in args.skip:
-                table("async", asyncio.run(async_rates(args.url, prefix, value, args.ops, args.rounds)), None)
+                table("async", asyncio.run(async_rates(args.url, prefix, value, args.ops, args.rounds)))
             if "servertime" not in args.skip:
                 server_time(directory, value)
             if "concurrency" not in args.skip:
