@@ -183,15 +183,14 @@ def test_clean_runs_an_airflow_native_server_stores_own_cleanup(env: dict[str, s
     assert not (tmp_path / "statestore-home").exists(), "no statestore database was made on the side"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with Airflow's own [state_store] backend, StateStore inside Airflow keeps its rows in statestore's "
-    "metastore while reconcile judges the shared worker namespace against Airflow's database",
-)
 def test_a_value_written_through_statestore_inside_airflow_survives_reconcile(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    """A StateStore set in an Airflow process with a worker backend, then ``state-store --airflow reconcile``."""
+    """A StateStore set in an Airflow process with a worker backend, then ``state-store --airflow reconcile``.
+
+    With Airflow's own ``[state_store] backend``, that StateStore keeps its rows in statestore's metastore
+    while Airflow's tasks keep theirs in Airflow's database; reconcile keeps a value either store names.
+    """
     env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{tmp_path / 'airflow.db'}"
     env["AIRFLOW__WORKERS__STATE_STORE_BACKEND"] = "statestore.core.backends.local.LocalStoreBackend"
     env["AIRFLOW__STATESTORE_LOCAL__PATH"] = str(tmp_path / "objects")

@@ -95,6 +95,27 @@ def test_reconcile_streams_pages_batches_lookups_and_discards(store: StateStore)
     assert [ts.get(f"k{i}") for i in range(250, 300)] == [f"value {i}" for i in range(250, 300)]
 
 
+def test_a_value_named_by_any_of_several_server_stores_stays(store: StateStore, tmp_path: Path) -> None:
+    """Two server stores over one worker storage (inside Airflow: Airflow's and statestore's): either keeps a value."""
+    from statestore.core.reconcile import reconcile
+
+    worker, first = store.worker_backend, store.backend
+    assert isinstance(worker, CountingLocal)
+    assert isinstance(first, CountingMetastore)
+    second = StateStore(MemoryStoreBackend(config=store.config), worker, store.config)
+    dag = _dag()
+    store.task_store(dag, "run", "task").set("in_first", 1)
+    second.task_store(dag, "run", "task").set("in_second", 2)
+    second.task_store(dag, "run", "task").set("in_neither", 3)
+    second.backend.delete(TaskScope(dag, "run", "task"), "in_neither")
+    first.lookups = []
+    result = reconcile(first, worker, grace=GRACE_0, also=(second.backend,))
+    assert (result.live, result.orphaned, result.discarded) == (2, 1, 1)
+    assert first.lookups == [3], "the first store is asked about every value, the second only about the rest"
+    assert store.task_store(dag, "run", "task").get("in_first") == 1
+    assert second.task_store(dag, "run", "task").get("in_second") == 2
+
+
 def test_grace_period_protects_values_whose_rows_are_not_committed(store: StateStore) -> None:
     assert store.worker_backend is not None
     scope = TaskScope(_dag(), "run", "task")

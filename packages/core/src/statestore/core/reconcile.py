@@ -67,11 +67,15 @@ def reconcile(
     grace: timedelta = RECONCILE_GRACE,
     progress: Callable[[ReconcileResult], None] | None = None,
     now: datetime | None = None,
+    also: Sequence[Any] = (),
 ) -> ReconcileResult:
     """Discard ``worker``'s values that no row of ``server`` references; see the module docstring.
 
-    ``progress`` is called with the running totals after each page. Raises ``StateStoreError``
-    when ``worker`` cannot list its values (only versioned worker backends can be reconciled).
+    ``also`` names more server stores whose rows keep a value live (inside Airflow: statestore's own
+    server store beside the one Airflow's tasks write to, both pointing into the same worker storage);
+    each is asked only about the values the stores before it do not reference. ``progress`` is
+    called with the running totals after each page. Raises ``StateStoreError`` when ``worker``
+    cannot list its values (only versioned worker backends can be reconciled).
     """
     if not isinstance(grace, timedelta) or grace < timedelta(0):
         raise ValueError(f"grace must be a non-negative timedelta, got {grace!r}")
@@ -86,7 +90,7 @@ def reconcile(
     for page in worker.iter_values():
         result.pages += 1
         result.listed += len(page)
-        orphans = _orphans(server, worker, [value for value in page if value.written_at <= cutoff], result)
+        orphans = _orphans([server, *also], worker, [value for value in page if value.written_at <= cutoff], result)
         result.young += sum(1 for value in page if value.written_at > cutoff)
         result.orphaned += len(orphans)
         if orphans and not dry_run:
@@ -99,25 +103,29 @@ def reconcile(
 
 
 def _orphans(
-    server: BaseStoreBackend, worker: BaseStoreBackend, values: Sequence[StoredValue], result: ReconcileResult
+    servers: Sequence[Any], worker: BaseStoreBackend, values: Sequence[StoredValue], result: ReconcileResult
 ) -> list[str]:
-    """The references among ``values`` that no row of ``server`` holds (one batched lookup)."""
-    named: list[tuple[str, tuple[StoreScope, str]]] = []
+    """The references among ``values`` that no row of any of ``servers`` holds (one batched lookup per store)."""
+    pending: list[tuple[str, tuple[StoreScope, str]]] = []
     for value in values:
         try:
-            named.append((value.reference, worker.resolve_reference(value.reference)))
+            pending.append((value.reference, worker.resolve_reference(value.reference)))
         except InvalidReferenceError:
             result.unresolved += 1
-    rows = _rows(server, [pair for _, pair in named])
-    orphans = []
-    for (reference, _), text in zip(named, rows, strict=True):
-        if text is _UNKNOWN:
-            result.unresolved += 1
-        elif isinstance(text, str) and reference in references_in([text]):
-            result.live += 1
-        else:
-            orphans.append(reference)
-    return orphans
+    unknown: set[str] = set()
+    for server in servers:
+        rows = _rows(server, [pair for _, pair in pending])
+        still = []
+        for (reference, pair), text in zip(pending, rows, strict=True):
+            if isinstance(text, str) and reference in references_in([text]):
+                result.live += 1
+                continue
+            if text is _UNKNOWN:
+                unknown.add(reference)
+            still.append((reference, pair))
+        pending = still
+    result.unresolved += sum(1 for reference, _ in pending if reference in unknown)
+    return [reference for reference, _ in pending if reference not in unknown]
 
 
 _UNKNOWN = object()

@@ -146,6 +146,12 @@ def same_location(first: str, second: str) -> bool:
     return first == second or _normalised_location(first) == _normalised_location(second)
 
 
+def _same_store(first: Any, second: Any) -> bool:
+    """Whether two server stores are the same storage (both tell a location, and it is the same)."""
+    location, other = getattr(first, "location", None), getattr(second, "location", None)
+    return isinstance(location, str) and isinstance(other, str) and same_location(location, other)
+
+
 def check_distinct_roles(server: BaseStoreBackend, worker: BaseStoreBackend) -> None:
     """Refuse one storage location for both roles when the worker backend would overwrite its own rows.
 
@@ -542,12 +548,22 @@ class StateStore:
                 "reconcile needs a worker-side backend ([workers] state_backend): without one, values are stored "
                 "inline and there is nothing to reconcile"
             )
-        server: Any = self.backend
-        if self.config.from_airflow:
-            from airflow.state import get_state_backend
+        if not self.config.from_airflow:
+            return reconcile(self.backend, self.worker_backend, dry_run=dry_run, grace=grace, progress=progress)
+        from airflow.state import get_state_backend
 
-            server = get_state_backend()
-        return reconcile(server, self.worker_backend, dry_run=dry_run, grace=grace, progress=progress)
+        airflow_server: Any = get_state_backend()  # an Airflow store or one of ours
+        # A StateStore inside Airflow may keep its rows in another server store than Airflow's tasks do (with
+        # Airflow's own [state_store] backend): a value either names stays.
+        same = airflow_server is self.backend or _same_store(airflow_server, self.backend)
+        return reconcile(
+            airflow_server,
+            self.worker_backend,
+            dry_run=dry_run,
+            grace=grace,
+            progress=progress,
+            also=() if same else (self.backend,),
+        )
 
 
 _READ_ATTEMPTS = 3
