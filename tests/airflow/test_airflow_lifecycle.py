@@ -266,8 +266,12 @@ def test_worker_values_through_retry_clear_rerun_and_db_clean(
     assert per_key == {"never": 2, "ninety": 2, "default": 2, "brief": 2, "gone": 2, "x": 1, "y": 1}
 
     # [state_store] backend is Airflow's own metastore: clean runs its cleanup on Airflow's database.
-    counted = _run(env, "state-store", "--airflow", "clean", "--dry-run")
-    assert "would remove 1 expired task state rows of airflow.state.metastore.MetastoreBackend" in counted
+    counted = subprocess.run(
+        ["state-store", "--airflow", "clean", "--dry-run"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert counted.returncode == 1
+    assert "airflow.state.metastore.MetastoreBackend, which cannot count what clean would remove" in counted.stderr
+    assert "`airflow state-store clean --dry-run` counts the rows of Airflow's metastore" in counted.stderr
     # It reports no counts; the reconciliation clean runs after it keeps versions younger than an hour.
     assert _clean(env) == {"dry_run": False, "removed": None, "by_kind": {"external_objects": 0, "external_failed": 0}}
     rows = _airflow_rows(env)

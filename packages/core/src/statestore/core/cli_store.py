@@ -187,25 +187,14 @@ def _class_name(obj: object) -> str:
 
 
 def _count_airflow_store(server: Any, args: argparse.Namespace) -> int:
-    """``clean --dry-run`` on a server store of Airflow's own: counted as ``airflow state-store clean --dry-run`` does.
-
-    Airflow's metastore has no public way to count; its CLI calls ``_summary_dry_run()``, so this
-    does too when the store has it.
-    """
+    """``clean --dry-run`` on a server store of Airflow's own: it has no public way to count, so say where to ask."""
     from statestore.core.errors import StateStoreError
 
-    summary = getattr(server, "_summary_dry_run", None)
-    if summary is None:
-        raise StateStoreError(
-            f"[state_store] backend is {_class_name(server)}, which cannot count what clean would remove; "
-            "run clean without --dry-run to remove its expired entries"
-        )
-    expired = len(summary()["expired"])
-    if args.json:
-        print_json({"dry_run": True, "removed": expired, "by_kind": {"expired_task": expired}})
-    else:
-        print(f"would remove {expired} expired task state rows of {_class_name(server)}")
-    return 0
+    raise StateStoreError(
+        f"[state_store] backend is {_class_name(server)}, which cannot count what clean would remove; "
+        "run clean without --dry-run to remove its expired entries (Airflow's own "
+        "`airflow state-store clean --dry-run` counts the rows of Airflow's metastore)"
+    )
 
 
 def _countable(store: StateStore) -> int | None:
