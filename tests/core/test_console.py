@@ -122,6 +122,25 @@ def test_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch, capsys: pyte
     assert "Traceback" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("url", [POSTGRES_URL, MYSQL_URL, "sqlite://"], ids=["postgresql", "mariadb", "sqlite"])
+def test_a_database_without_the_tables_names_the_migrations(url: str) -> None:
+    """Each dialect's "missing table" error (as from a database that was never migrated) gets the remedy."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn, pytest.raises(sa.exc.DBAPIError) as info:
+            conn.execute(sa.text("SELECT 1 FROM statestore_never_migrated"))
+    finally:
+        engine.dispose()
+    message = error_message(info.value, "[state_store] sql_alchemy_conn")
+    assert message.startswith("missing tables: "), message
+    assert message.endswith(
+        "Remedy: create them: state-store db migrate (statestore's metastore) or airflow db migrate (Airflow's "
+        "database), or correct [state_store] sql_alchemy_conn"
+    ), message
+
+
 def test_unexpected_errors_name_the_debug_flag() -> None:
     assert error_message(RuntimeError("boom\nsecond line")) == (
         "RuntimeError: boom (run again with --debug for the traceback)"

@@ -205,6 +205,12 @@ _KNOWN: list[tuple[re.Pattern[str], str, str]] = [
         "create it (PostgreSQL: createdb NAME; MariaDB/MySQL: CREATE DATABASE NAME), or correct {where}",
     ),
     (
+        re.compile(r"no such table|table \S+ doesn't exist|relation \S+ does not exist"),
+        "missing tables",
+        "create them: state-store db migrate (statestore's metastore) or airflow db migrate (Airflow's database), "
+        "or correct {where}",
+    ),
+    (
         re.compile(r"unable to open database file|readonly database"),
         "cannot open the SQLite file",
         "create its directory or make it writable, or correct {where}",
