@@ -26,9 +26,8 @@ LOCAL = "statestore.core.backends.local.LocalStoreBackend"
 METASTORE = "statestore.core.metastore.MetastoreStoreBackend"
 
 
-@pytest.fixture
-def airflow_env(tmp_path: Path) -> dict[str, str]:
-    """Environment for a fresh Airflow process: private home, our settings, no STATESTORE__ variables."""
+def fresh_airflow_env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    """The environment of a fresh Airflow process: private homes, this venv's commands, only ``settings`` set."""
     if importlib.util.find_spec("airflow.state") is None:
         pytest.fail(
             "Airflow is not installed here; run `nox -s airflow` (installs apache-airflow-core==3.3.2 "
@@ -36,15 +35,24 @@ def airflow_env(tmp_path: Path) -> dict[str, str]:
             pytrace=False,
         )
     return {
-        "PATH": "/usr/bin:/bin",
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
         "HOME": str(tmp_path),
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__STATE_STORE__DEFAULT_RETENTION_DAYS": "3",
-        "AIRFLOW__STATE_STORE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'state.db'}",
-        "AIRFLOW__STATESTORE_LOCAL__PATH": str(tmp_path / "objects"),
         "STATESTORE_HOME": str(tmp_path / "statestore-home"),
+        **settings,
     }
+
+
+@pytest.fixture
+def airflow_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a fresh Airflow process: private home, our settings, no STATESTORE__ variables."""
+    return fresh_airflow_env(
+        tmp_path,
+        AIRFLOW__STATE_STORE__DEFAULT_RETENTION_DAYS="3",
+        AIRFLOW__STATE_STORE__SQL_ALCHEMY_CONN=f"sqlite:///{tmp_path / 'state.db'}",
+        AIRFLOW__STATESTORE_LOCAL__PATH=str(tmp_path / "objects"),
+    )
 
 
 def run_in_airflow(env: dict[str, str], script: str) -> Any:

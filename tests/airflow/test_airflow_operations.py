@@ -6,7 +6,6 @@ metastore named only by ``AIRFLOW__STATE_STORE__SQL_ALCHEMY_CONN``), never on st
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,6 +17,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from .test_airflow_compat import fresh_airflow_env
+
 pytestmark = pytest.mark.airflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,17 +29,11 @@ TASK = ["--dag-id", "d", "--run-id", "r", "--task-id", "t"]
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    if importlib.util.find_spec("airflow.state") is None:
-        pytest.fail("Airflow is not installed here; run `nox -s airflow`", pytrace=False)
-    return {
-        "PATH": f"{BIN}:/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "examples" / "airflow"),
-        "AIRFLOW__STATE_STORE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'state.db'}",
-        "STATESTORE_HOME": str(tmp_path / "statestore-home"),
-    }
+    return fresh_airflow_env(
+        tmp_path,
+        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "examples" / "airflow"),
+        AIRFLOW__STATE_STORE__SQL_ALCHEMY_CONN=f"sqlite:///{tmp_path / 'state.db'}",
+    )
 
 
 def state_store(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ with their defaults, and its secrets are sensitive to Airflow (hidden, and reada
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -15,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from .test_airflow_compat import fresh_airflow_env
 
 pytestmark = pytest.mark.airflow
 
@@ -31,15 +32,7 @@ PLUGIN_SECTIONS = {
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """A fresh Airflow home and no statestore settings of any kind."""
-    if importlib.util.find_spec("airflow.providers_manager") is None:
-        pytest.fail("Airflow is not installed here; run `nox -s airflow`", pytrace=False)
-    return {
-        "PATH": f"{BIN}:/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "STATESTORE_HOME": str(tmp_path / "statestore-home"),
-    }
+    return fresh_airflow_env(tmp_path)
 
 
 def run(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:

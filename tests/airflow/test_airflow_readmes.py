@@ -24,6 +24,7 @@ import pytest
 from statestore.core.config import Config
 
 from ..readmes import Block, blocks, settings
+from .test_airflow_compat import fresh_airflow_env
 
 pytestmark = pytest.mark.airflow
 
@@ -71,19 +72,13 @@ print(json.dumps(results))
 @pytest.fixture
 def airflow_env(tmp_path: Path) -> dict[str, str]:
     """A fresh Airflow process's environment: private homes, no AIRFLOW__/STATESTORE__ settings but the server store."""
-    if importlib.util.find_spec("airflow.state") is None:
-        pytest.fail("Airflow is not installed here; run `nox -s airflow`", pytrace=False)
-    return {
-        "PATH": f"{BIN}:/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        # The README's example deployment: statestore's metastore as the server store. With Airflow's own
-        # (the default), `state-store --airflow clean` cleans Airflow's database, which a fresh home lacks.
-        "AIRFLOW__STATE_STORE__BACKEND": "statestore.core.metastore.MetastoreStoreBackend",
-        "AIRFLOW__STATE_STORE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'state.db'}",
-        "STATESTORE_HOME": str(tmp_path / "statestore-home"),
-    }
+    # The README's example deployment: statestore's metastore as the server store. With Airflow's own
+    # (the default), `state-store --airflow clean` cleans Airflow's database, which a fresh home lacks.
+    return fresh_airflow_env(
+        tmp_path,
+        AIRFLOW__STATE_STORE__BACKEND="statestore.core.MetastoreStoreBackend",
+        AIRFLOW__STATE_STORE__SQL_ALCHEMY_CONN=f"sqlite:///{tmp_path / 'state.db'}",
+    )
 
 
 @pytest.fixture(scope="module")
