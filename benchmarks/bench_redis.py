@@ -8,9 +8,9 @@ each printed as a table:
 * ``single``: one thread, set/get/delete in ``--rounds`` interleaved blocks of ``--ops`` sequential
   operations per variant (so that load from other processes hits all alike); median and best ops/s
   and the median of the per-block ratios to raw redis-py with the backend's connection model (a
-  pooled client: a connection borrowed per command), and to raw redis-py holding one connection per
-  thread; round trips per operation as the server saw them (MONITOR); the client's CPU time per
-  operation.
+  pooled client: a connection borrowed per command), to raw redis-py holding one connection per
+  thread, and to raw redis-py sending the backend's own scripts by hand (the same server work);
+  round trips per operation as the server saw them (MONITOR); the client's CPU time per operation.
 * ``async``: the same with ``redis.asyncio``.
 * ``servertime``: server time per operation on a private redis-server: ``INFO commandstats`` time of the
   commands sent, and server CPU per operation (``INFO cpu``).
@@ -47,6 +47,9 @@ from redis.cluster import RedisCluster
 from statestore.core import Config, StateStore, TaskScope
 from statestore.core.naming import encode_segment, new_version
 from statestore.redis import RedisStoreBackend
+from statestore.redis.layout import KeyLayout
+from statestore.redis.scripts import DELETE as DELETE_SCRIPT
+from statestore.redis.scripts import SET as SET_SCRIPT
 from statestore.redis.testing import CommandCounter, LocalCluster, LocalServer
 
 OPS = ("set", "get", "delete")
@@ -91,17 +94,39 @@ def backend_calls(backend: RedisStoreBackend, value: str) -> dict[str, Callable[
     }
 
 
+def script_calls(client: Any, layout: KeyLayout, value: str) -> dict[str, Callable[[int], object]]:
+    """The backend's own commands sent by hand: its ``SET``/``DELETE`` scripts by SHA1, ``GET`` of the value key.
+
+    The same work on the server as the backend's, with none of its client-side layers (validation,
+    naming, error translation): what a user hand-writing the index upkeep with redis-py would pay.
+    """
+    set_sha, delete_sha = client.script_load(SET_SCRIPT), client.script_load(DELETE_SCRIPT)
+    names = [layout.command_keys(SCOPE, key) for key in KEYS]
+    stored = (":" + value).encode()
+    return {
+        "set": lambda i: client.evalsha(set_sha, 3, *names[i % 1000], stored),
+        "get": lambda i: client.get(names[i % 1000][0]),
+        "delete": lambda i: client.evalsha(delete_sha, 3, *names[i % 1000]),
+    }
+
+
 def sync_variants(url: str, prefix: str, value: str) -> tuple[list[Variant], list[Callable[[], None]]]:
     backend = backend_for(url, prefix, client_name=f"{prefix}backend")
     raw_key = backend.layout.value_key(SCOPE, "k")  # the same key length and payload as the backend writes
     pooled = redis.Redis.from_url(url, client_name=f"{prefix}raw")
     per_thread = redis.Redis.from_url(url, client_name=f"{prefix}raw1", single_connection_client=True)
+    scripted = redis.Redis.from_url(url, client_name=f"{prefix}rawscripts")
     accessor_backend = backend_for(url, f"{prefix}acc:", client_name=f"{prefix}accessor")
     accessor = StateStore(backend=accessor_backend, config=Config.from_dict({})).task_store(SCOPE)
     document = json.loads(value)
     variants = [
         Variant("raw redis-py (pooled)", f"{prefix}raw", raw_calls(pooled, raw_key, value)),
         Variant("raw redis-py (1 conn)", f"{prefix}raw1", raw_calls(per_thread, raw_key, value)),
+        Variant(
+            "raw redis-py (scripts)",
+            f"{prefix}rawscripts",
+            script_calls(scripted, KeyLayout(f"{prefix}scripts:"), value),
+        ),
         Variant("RedisStoreBackend", f"{prefix}backend", backend_calls(backend, value)),
         Variant(
             "StateStore accessor",
@@ -113,7 +138,7 @@ def sync_variants(url: str, prefix: str, value: str) -> tuple[list[Variant], lis
             },
         ),
     ]
-    return variants, [pooled.close, per_thread.close, backend.close, accessor_backend.close]
+    return variants, [pooled.close, per_thread.close, scripted.close, backend.close, accessor_backend.close]
 
 
 Rates = dict[tuple[str, str], list[float]]
@@ -180,6 +205,13 @@ async def async_rates(url: str, prefix: str, value: str, ops: int, rounds: int) 
     return rates
 
 
+_BASELINE_LABELS = {
+    "raw redis-py (pooled)": "pooled",
+    "raw redis-py (1 conn)": "1 conn",
+    "raw redis-py (scripts)": "scripts",
+}
+
+
 def table(
     title: str, rates: Rates, trips: dict[tuple[str, str], float] | None = None, cpu: Rates | None = None
 ) -> None:
@@ -188,7 +220,7 @@ def table(
     baselines = [name for name in names if name.startswith("raw")]
     print(f"\n{title}")
     header = f"{'client':<26}{'op':<8}{'median ops/s':>14}{'best ops/s':>12}"
-    header += "".join(f"{'vs ' + ('pooled' if '1 conn' not in b else '1 conn'):>11}" for b in baselines)
+    header += "".join(f"{'vs ' + _BASELINE_LABELS.get(b, 'raw'):>11}" for b in baselines)
     header += (f"{'round trips/op':>16}" if trips else "") + (f"{'client CPU us/op':>18}" if cpu else "")
     print(header)
     print("-" * len(header))
@@ -271,6 +303,11 @@ def server_time(directory: Path, value: str, count: int = 20_000) -> None:
     ]
     for label, kind, run in rows:
         line(label, measure(("evalsha", "get"), run), plain[kind])
+    line(
+        "backend set (new key, never expires)",
+        measure(("evalsha",), lambda i: backend.set(SCOPE, KEYS[i % 1000], value), lambda: backend.clear(SCOPE)),
+        plain["set"],
+    )
     line("plain SET", plain["set"], plain["set"])
     line("plain GET", plain["get"], plain["get"])
 
@@ -468,7 +505,7 @@ def only(url: str, prefix: str, value: str, which: str, count: int) -> None:
     ``valgrind --tool=callgrind``, is the instructions per operation (set-up cancels out)."""
     client, op = which.split(":")
     variants, closers = sync_variants(url, prefix, value)
-    call = variants[0 if client == "raw" else 2].calls[op]
+    call = {"raw": variants[0], "backend": next(v for v in variants if v.name == "RedisStoreBackend")}[client].calls[op]
     for i in range(count):
         call(i)
     for close in closers:

@@ -17,6 +17,7 @@ from statestore.core.errors import InvalidReferenceError
 from statestore.core.testing import AirflowLikeAssetScope, AirflowLikeTaskScope
 from statestore.redis import RedisStoreBackend
 from statestore.redis.layout import KeyLayout
+from statestore.redis.scripts import PRUNE_EVERY
 
 TASK = TaskScope("dag", "run", "task", 0)
 ASSET = AssetScope(name="orders")
@@ -61,13 +62,20 @@ def test_delete_of_the_last_never_expiring_key_lets_the_index_expire(
 
 
 def test_writes_prune_index_entries_of_expired_values(backend: RedisStoreBackend, admin: redis.Redis) -> None:
+    """An index sheds entries of expired values when a new key brings its size to a multiple of PRUNE_EVERY."""
+    index = backend.layout.index_key(ASSET)
     backend.set(ASSET, "old", '"o"', expires_at=utcnow() + timedelta(milliseconds=100))
     backend.set(ASSET, "keep", '"k"')
-    time.sleep(0.2)
-    assert admin.zscore(backend.layout.index_key(ASSET), "old") is not None  # Redis dropped the value only
-    backend.set(ASSET, "new", '"n"')
-    assert sorted(admin.zrange(backend.layout.index_key(ASSET), 0, -1)) == ["keep", "new"]
-    assert backend.keys(ASSET) == ["keep", "new"]
+    deadline = time.monotonic() + 10
+    while admin.exists(backend.layout.value_key(ASSET, "old")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    fillers = [f"new-{i:02d}" for i in range(PRUNE_EVERY - 2)]
+    for key in fillers[:-1]:
+        backend.set(ASSET, key, '"n"')
+    assert admin.zscore(index, "old") is not None  # Redis dropped the value only; no prune yet
+    backend.set(ASSET, fillers[-1], '"n"')  # the index reaches PRUNE_EVERY entries
+    assert sorted(admin.zrange(index, 0, -1)) == sorted(["keep", *fillers])
+    assert backend.keys(ASSET) == sorted(["keep", *fillers])
 
 
 def test_map_indices_of_expired_values_are_pruned_when_a_map_index_joins(

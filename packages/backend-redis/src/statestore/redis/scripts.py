@@ -9,11 +9,18 @@ loads them again after a ``NOSCRIPT`` reply (a restarted server, a failover, a n
 No script runs for long: ``SET``/``DELETE`` touch a handful of keys, and ``CLEAR_CHUNK`` /
 ``PRUNE_CHUNK`` handle at most ``ARGV[1]`` members per call (the client calls them until a call
 returns fewer), so a clear or cleanup of any size never blocks the server for more than a few ms.
+
+Every call of a script runs its whole text, so ``SET`` and ``DELETE`` finish their common cases
+(an overwrite keeping its expiry, a delete that leaves the index's expiry alone) before the shared
+helpers are even defined: Lua builds a closure per ``local function`` on every call.
 """
 
 from __future__ import annotations
 
-__all__ = ["CLEAR_CHUNK", "DELETE", "PRUNE_CHUNK", "SET"]
+__all__ = ["CLEAR_CHUNK", "DELETE", "PRUNE_CHUNK", "PRUNE_EVERY", "SET"]
+
+PRUNE_EVERY = 64
+"""An index is pruned of expired entries when a write brings its size to a multiple of this."""
 
 # Helpers shared by the scripts. Script arguments stay few: the member and the map index are
 # read back from the key names, the expiry from the stored value's header. An index (and a
@@ -22,7 +29,10 @@ __all__ = ["CLEAR_CHUNK", "DELETE", "PRUNE_CHUNK", "SET"]
 # Redis 7's ``PEXPIREAT ... GT`` does without reading the index (a persistent zset counts as never
 # expiring, so only a zset created by this write needs a plain ``PEXPIREAT``); the exact
 # re-derivation from the latest member runs only when an expiry may move earlier. Entries of
-# values that Redis expired are pruned whenever an index gains a member and by ``cleanup()``.
+# values that Redis expired are pruned by ``cleanup()``, from a task's map-index set whenever it
+# gains a map index, and from an index whenever a new member brings its size to a multiple of
+# PRUNE_EVERY: an index grows past each multiple only after shedding its expired entries, so they
+# never accumulate, and most writes skip the two commands of a prune.
 _PRELUDE = """
 local function base_of(index) return string.sub(index, 1, -6) end  -- index = base .. '#keys'
 local function map_index_of(index) return string.match(base_of(index), '[^/]+$') end
@@ -40,15 +50,17 @@ local function now_ms()
   return t[1] .. string.format('%03d', math.floor(t[2] / 1000))
 end
 
--- Add member to zset with score expire_at ('inf': never) and make the zset's expiry cover it.
+-- Add member to zset with score expire_at ('inf': never) and make the zset's expiry cover it,
+-- pruning expired entries when the zset gains a member and its size is a multiple of prune_every.
 -- Returns whether the zset's expiry moved (it did if the zset is new).
-local function add_and_extend(zset, expire_at, member)
+local function add_and_extend(zset, expire_at, member, prune_every)
   if redis.call('ZADD', zset, expire_at, member) == 1 then
-    if redis.call('ZCARD', zset) == 1 then
+    local size = redis.call('ZCARD', zset)
+    if size == 1 then
       if expire_at ~= 'inf' then redis.call('PEXPIREAT', zset, expire_at) end
       return true
     end
-    redis.call('ZREMRANGEBYSCORE', zset, '-inf', '(' .. now_ms())
+    if size % prune_every == 0 then redis.call('ZREMRANGEBYSCORE', zset, '-inf', '(' .. now_ms()) end
   end
   if expire_at == 'inf' then return redis.call('PERSIST', zset) == 1 end
   return redis.call('PEXPIREAT', zset, expire_at, 'GT') == 1
@@ -77,12 +89,12 @@ local function drop(index, base, members)
 end
 """
 
-SET = (
-    _PRELUDE
-    + """
+# The common case first: member from the names (value = base .. '/' .. member, index = base ..
+# '#keys'), expiry from the stored string's header; an overwrite keeping its expiry stops there.
+_SET_HEAD = """
 -- KEYS: value, index[, maps]  ARGV: '<expiry in epoch ms, or nothing>:<JSON>'
+local member = string.sub(KEYS[1], #KEYS[2] - 3)
 local expire_at = string.match(ARGV[1], '^(%d*):')
-local member = string.sub(KEYS[1], #base_of(KEYS[2]) + 2)
 local old = redis.call('ZSCORE', KEYS[2], member)
 if expire_at == '' then
   redis.call('SET', KEYS[1], ARGV[1])
@@ -94,25 +106,36 @@ end
 -- already cover it. Scores read back as written (integers of ms, or 'inf'); any other spelling
 -- just takes the general path below.
 if old == expire_at then return 1 end
+"""
+
+SET = (
+    _SET_HEAD
+    + _PRELUDE
+    + f"""
 if old and score(expire_at) < score(old) then  -- an expiry brought forward: re-derive exactly
   redis.call('ZADD', KEYS[2], expire_at, member)
   track(KEYS[2], KEYS[3])
-elseif add_and_extend(KEYS[2], expire_at, member) and KEYS[3] then
+elseif add_and_extend(KEYS[2], expire_at, member, {PRUNE_EVERY}) and KEYS[3] then
   -- The map-index set holds each map index's index expiry; it moves only when that one did.
-  add_and_extend(KEYS[3], expire_at, map_index_of(KEYS[2]))
+  add_and_extend(KEYS[3], expire_at, map_index_of(KEYS[2]), 1)
 end
 return 1
 """
 )
 
+# Only removing the latest member of an index can move its expiry earlier; any other delete
+# stops before the helpers.
 DELETE = (
-    _PRELUDE
-    + """
+    """
 -- KEYS: value, index[, maps]
 local removed = redis.call('DEL', KEYS[1])
-local member = string.sub(KEYS[1], #base_of(KEYS[2]) + 2)
+local member = string.sub(KEYS[1], #KEYS[2] - 3)
 local latest = redis.call('ZRANGE', KEYS[2], -1, -1)
-if redis.call('ZREM', KEYS[2], member) == 1 and latest[1] == member then track(KEYS[2], KEYS[3]) end
+if redis.call('ZREM', KEYS[2], member) == 0 or latest[1] ~= member then return removed end
+"""
+    + _PRELUDE
+    + """
+track(KEYS[2], KEYS[3])
 return removed
 """
 )
