@@ -7,9 +7,11 @@ import math
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
+from statestore.core.backends.local import LocalStoreBackend
 from statestore.core.backends.memory import MemoryStoreBackend
 from statestore.core.config import Config
 from statestore.core.naming import (
@@ -23,6 +25,7 @@ from statestore.core.naming import (
     validate_key,
 )
 from statestore.core.scopes import NEVER_EXPIRE, AssetScope, TaskScope, to_scope
+from statestore.core.store import StateStore
 from statestore.core.testing import ODD_KEYS
 from statestore.core.values import MAX_DEPTH, check_value_text, decode_value, encode_value
 
@@ -286,3 +289,17 @@ def test_backends_refuse_edge_values_and_expiries_before_writing() -> None:
     assert backend.keys(scope) == []
     backend.set(scope, "k", "1", expires_at=datetime(9999, 1, 1, tzinfo=timezone.utc))
     assert backend.get(scope, "k") == "1"
+
+
+def test_foreign_text_too_deep_to_parse_is_a_value_error_not_a_recursion_error(tmp_path: Path) -> None:
+    """Text another program wrote, deeper than json.loads can recurse, is refused with a clear error."""
+    text = '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(ValueError, match=r"nested too deep for Python's JSON parser.*other software wrote it"):
+        decode_value(text)
+    backend = MemoryStoreBackend()
+    backend._set(TaskScope("dag", "run", "task"), "deep", text, None, None)  # as another program would: unchecked
+    store = StateStore(backend, LocalStoreBackend(tmp_path), config=Config.from_dict({}))
+    with pytest.raises(ValueError, match="nested too deep"):
+        store.task_store("dag", "run", "task").get("deep")
+    store.task_store("dag", "run", "task").delete("deep")  # it names no worker value: the row just goes
+    assert store.task_store("dag", "run", "task").keys() == []

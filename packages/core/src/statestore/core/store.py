@@ -111,7 +111,10 @@ def references_in(texts: Iterable[str | None]) -> list[str]:
     references = []
     for text in texts:
         if text is not None and text.startswith('{"'):  # a marker is a one-key object; skip the rest undecoded
-            reference = _reference_in(decode_value(text))
+            try:
+                reference = _reference_in(decode_value(text))
+            except ValueError:  # not JSON (or too deep to parse): another program's text, no marker
+                continue
             if reference is not None:
                 references.append(reference)
     return references

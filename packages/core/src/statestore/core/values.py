@@ -135,8 +135,18 @@ def check_value_text(text: str) -> None:
 
 
 def decode_value(text: str) -> Any:
-    """Parse stored JSON text back into a value."""
-    return json.loads(text)
+    """Parse stored JSON text back into a value; ``ValueError`` for text nested too deep to parse.
+
+    statestore never writes such text (see :data:`MAX_DEPTH`), but other software writing to the same
+    storage may: its value is refused with a clear error instead of Python's ``RecursionError``.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(
+            "stored value text is nested too deep for Python's JSON parser to read (statestore writes at most "
+            f"{MAX_DEPTH} levels, so other software wrote it): rewrite or delete it with that software"
+        ) from None
 
 
 def check_expires_at(expires_at: Any) -> datetime | None:
