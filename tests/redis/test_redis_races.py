@@ -1,6 +1,10 @@
-"""Redis as the worker-side backend under racing set, delete, clear, cleanup and reads (issue 9), over the
-SQLite and PostgreSQL metastores: no read ever fails or returns an unwritten value, the last acknowledged
-set wins once writers stop, and reconciliation then leaves exactly the versions the rows name."""
+"""Redis under racing set, delete, clear, cleanup and reads.
+
+As the worker-side backend (issue 9), over the SQLite and PostgreSQL metastores: no read ever fails or
+returns an unwritten value, the last acknowledged set wins once writers stop, and reconciliation then
+leaves exactly the versions the rows name. As the server store: writes that prune their index (each
+time it reaches a multiple of ``PRUNE_EVERY`` entries) race deletes and cleanups, and no value is ever
+left out of its index (``keys`` lists it, ``clear`` removes it)."""
 
 from __future__ import annotations
 
@@ -15,11 +19,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import redis
 import sqlalchemy as sa
 
 from statestore.core import NEVER_EXPIRE, Config, StateStore, TaskScope
+from statestore.core.base import utcnow
 from statestore.core.metastore import MetastoreStoreBackend
 from statestore.redis import RedisStoreBackend
+from statestore.redis.scripts import PRUNE_EVERY
 
 POSTGRES_URL = os.environ.get("STATESTORE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 KEYS = [f"k{i}" for i in range(4)]
@@ -78,6 +85,20 @@ class Race:
             raise self.errors[0]
 
 
+def race_then_settle(churn: Race, writers: Race, settled: threading.Event, writes: dict[str, int]) -> None:
+    """Let ``churn`` race ``writers`` for 3 s, stop it, then set ``settled`` and let the writers alone write
+    each key twice more (``writes`` counts each key's writes): its last acknowledged set now lasts."""
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and not (churn.errors or writers.errors):
+        time.sleep(0.05)
+    churn.join()
+    settled.set()
+    snapshot = dict(writes)
+    while any(writes[key] < snapshot[key] + 2 for key in writes) and not writers.errors:
+        time.sleep(0.01)
+    writers.join()
+
+
 def test_racing_writes_deletes_clears_and_cleanups_lose_nothing(
     metastore: MetastoreStoreBackend, make_backend: Callable[..., RedisStoreBackend]
 ) -> None:
@@ -122,15 +143,7 @@ def test_racing_writes_deletes_clears_and_cleanups_lose_nothing(
     churn.start(pause(store.cleanup))
     churn.start(reader)
     churn.start(reader)
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and not (churn.errors or writers.errors):
-        time.sleep(0.05)
-    churn.join()
-    settled.set()
-    snapshot = dict(counters)
-    while any(counters[key] < snapshot[key] + 2 for key in KEYS) and not writers.errors:
-        time.sleep(0.01)  # the writers alone: each key's last acknowledged set is now its (lasting) value
-    writers.join()
+    race_then_settle(churn, writers, settled, counters)
     for key in KEYS:
         assert ts.get(key) == last_acked[key], key
     assert sum(counters.values()) > 20
@@ -141,3 +154,49 @@ def test_racing_writes_deletes_clears_and_cleanups_lose_nothing(
     assert len(left) == len([row for row in rows.values() if row is not None])
     for key in KEYS:
         assert ts.get(key) == last_acked[key]
+
+
+def test_index_prunes_racing_writes_deletes_and_cleanups_leave_no_value_unlisted(
+    make_backend: Callable[..., RedisStoreBackend], admin: redis.Redis
+) -> None:
+    """Four writers over 3 x PRUNE_EVERY keys of one scope, a third of their values expiring in 20 ms (so
+    every prune finds entries to remove), against deletes, cleanups and reads; then each key's last
+    acknowledged write is read back, listed, and removed by ``clear`` with nothing left behind."""
+    backend = make_backend()
+    scope = TaskScope(f"prune-{secrets.token_hex(4)}", "run", "task")
+    keys = [f"k{i:03d}" for i in range(3 * PRUNE_EVERY)]
+    last_acked: dict[str, str | None] = dict.fromkeys(keys)
+    acked = dict.fromkeys(keys, 0)  # writes acknowledged per key
+    settled = threading.Event()  # once set, writers write only never-expiring values
+
+    def writer(owned: list[str]) -> Callable[[], None]:
+        count = 0
+
+        def write() -> None:
+            nonlocal count
+            count += 1
+            key = owned[count % len(owned)]
+            brief = not settled.is_set() and random.random() < 0.3
+            expires_at = utcnow() + timedelta(milliseconds=20) if brief else None
+            backend.set(scope, key, f'"{key}:{count}"', expires_at=expires_at)
+            last_acked[key] = f'"{key}:{count}"'
+            acked[key] += 1
+
+        return write
+
+    def reader() -> None:
+        key = random.choice(keys)
+        got = backend.get(scope, key)
+        assert got is None or got.startswith(f'"{key}:'), (key, got)
+
+    churn, writers = Race(), Race()
+    for part in range(4):
+        writers.start(writer(keys[part::4]))
+    churn.start(lambda: backend.delete(scope, random.choice(keys)))
+    churn.start(backend.cleanup)
+    churn.start(reader)
+    race_then_settle(churn, writers, settled, acked)
+    assert all(backend.get(scope, key) == last_acked[key] for key in keys)
+    assert backend.keys(scope) == keys
+    backend.clear(scope)
+    assert list(admin.scan_iter(match=backend.layout.tag(scope) + "*")) == []  # values, index, map-index set

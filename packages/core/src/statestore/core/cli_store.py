@@ -149,8 +149,14 @@ def _cmd_clean(args: argparse.Namespace) -> int:
     config = load_config()
     server = _airflow_server() if config.from_airflow else None
     airflows = server is not None and not isinstance(server, BaseStoreBackend)  # e.g. Airflow's own metastore
-    if airflows and args.dry_run:
-        return _count_airflow_store(server, args)
+    if airflows and args.dry_run:  # Airflow's own stores have no public way to count: say where to ask
+        from statestore.core.errors import StateStoreError
+
+        raise StateStoreError(
+            f"[state_store] backend is {_class_name(server)}, which cannot count what clean would remove; "
+            "run clean without --dry-run to remove its expired entries (Airflow's own "
+            "`airflow state-store clean --dry-run` counts the rows of Airflow's metastore)"
+        )
     store = StateStore(backend=server, config=config)
     with progress("counting expired state", enabled=None if not args.json else False) as bar:
         if not args.dry_run and bar.active:
@@ -184,17 +190,6 @@ def _airflow_server() -> Any:
 
 def _class_name(obj: object) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
-
-
-def _count_airflow_store(server: Any, args: argparse.Namespace) -> int:
-    """``clean --dry-run`` on a server store of Airflow's own: it has no public way to count, so say where to ask."""
-    from statestore.core.errors import StateStoreError
-
-    raise StateStoreError(
-        f"[state_store] backend is {_class_name(server)}, which cannot count what clean would remove; "
-        "run clean without --dry-run to remove its expired entries (Airflow's own "
-        "`airflow state-store clean --dry-run` counts the rows of Airflow's metastore)"
-    )
 
 
 def _countable(store: StateStore) -> int | None:
